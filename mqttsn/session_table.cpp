@@ -1,0 +1,203 @@
+#include "mqttsn/session_table.hpp"
+
+#include <utility>
+
+#include "mqttsn/codec.hpp"
+
+namespace mqttsn {
+
+session_table::session_table(table_config config, session_config session_defaults,
+                             const predefined_topics& predefined, counters& stats)
+    : config_(config), session_config_(std::move(session_defaults)), predefined_(predefined), stats_(stats) {}
+
+session_table::entry* session_table::lookup_client(std::string_view client_id) const noexcept {
+  auto it = by_client_.find(client_id);
+  return it == by_client_.end() ? nullptr : it->second.get();
+}
+
+session_table::entry* session_table::lookup_endpoint(const endpoint& ep) const noexcept {
+  auto it = by_endpoint_.find(ep);
+  return it == by_endpoint_.end() ? nullptr : it->second;
+}
+
+const session* session_table::find(std::string_view client_id) const noexcept {
+  const entry* e = lookup_client(client_id);
+  return e ? &e->sess : nullptr;
+}
+
+const session* session_table::find_by_endpoint(const endpoint& ep) const noexcept {
+  const entry* e = lookup_endpoint(ep);
+  return e ? &e->sess : nullptr;
+}
+
+const endpoint* session_table::endpoint_of(std::string_view client_id) const noexcept {
+  const entry* e = lookup_client(client_id);
+  return e ? &e->ep : nullptr;
+}
+
+std::optional<time_point> session_table::next_deadline() const noexcept {
+  if (deadlines_.empty()) return std::nullopt;
+  return deadlines_.begin()->first;
+}
+
+void session_table::reply(const endpoint& to, const message& m, std::vector<routed_action>& out) {
+  ++stats_.frames_out;
+  out.push_back(routed_action{{}, to, send_frame{encode(m)}});
+}
+
+// The client id is the session's identity; the address is only where it is now (DECISIONS.md).
+void session_table::bind(entry& e, const endpoint& ep) {
+  if (e.ep == ep) return;
+  if (!e.ep.empty()) {
+    ++stats_.takeovers;
+    if (auto it = by_endpoint_.find(e.ep); it != by_endpoint_.end() && it->second == &e) by_endpoint_.erase(it);
+  }
+  // Another client id last seen at this address no longer owns it.
+  if (auto it = by_endpoint_.find(ep); it != by_endpoint_.end()) {
+    it->second->ep.clear();
+    it->second = &e;
+  } else {
+    by_endpoint_.emplace(ep, &e);
+  }
+  e.ep = ep;
+}
+
+void session_table::route(entry& e, actions& local, std::vector<routed_action>& out) {
+  for (auto& a : local) out.push_back(routed_action{e.sess.client_id(), e.ep, std::move(a)});
+  local.clear();
+
+  if (e.deadline) deadlines_.erase({*e.deadline, &e});
+  e.deadline = e.sess.next_deadline();
+  if (e.deadline) deadlines_.emplace(*e.deadline, &e);
+
+  // A clean session that is over, or that never became a connection (broker refused, connect
+  // timeout, will handshake failed), holds nothing worth keeping: forget it and free its slot.
+  if (e.sess.ended() || (e.sess.clean_session() && e.sess.state() == session_state::disconnected)) {
+    if (e.deadline) deadlines_.erase({*e.deadline, &e});
+    if (!e.ep.empty()) {
+      if (auto it = by_endpoint_.find(e.ep); it != by_endpoint_.end() && it->second == &e) by_endpoint_.erase(it);
+    }
+    by_client_.erase(e.sess.client_id());
+  }
+}
+
+void session_table::handle_frame(const endpoint& from, std::span<const std::uint8_t> frame, time_point now,
+                                 std::vector<routed_action>& out) {
+  ++stats_.frames_in;
+  auto decoded = decode(frame);
+  if (const auto* err = std::get_if<decode_error>(&decoded)) {
+    ++stats_.decode_errors[static_cast<std::size_t>(*err)];
+    return;
+  }
+  const message& m = std::get<message>(decoded);
+
+  if (const auto* c = std::get_if<connect>(&m)) {
+    entry* e = lookup_client(c->client_id);
+    if (!e) {
+      if (by_client_.size() >= config_.max_clients) {
+        ++stats_.connects_rejected;
+        ++stats_.congestion;
+        reply(from, connack{return_code::congestion}, out);
+        out.push_back(routed_action{c->client_id, from, report{event::congestion, "clients"}});
+        return;
+      }
+      auto owned = std::make_unique<entry>(c->client_id, session_config_, predefined_, stats_);
+      e = owned.get();
+      by_client_.emplace(c->client_id, std::move(owned));
+    }
+    bind(*e, from);
+    e->sess.handle(m, now, scratch_);
+    route(*e, scratch_, out);
+    return;
+  }
+
+  if (const auto* p = std::get_if<pingreq>(&m); p && !p->client_id.empty()) {
+    entry* e = lookup_client(p->client_id);
+    if (!e) {  // never connected (or forgotten): it must CONNECT
+      ++stats_.unknown_sender;
+      reply(from, disconnect{}, out);
+      return;
+    }
+    bind(*e, from);  // a sleeping device may wake up on a new address or port
+    e->sess.handle(m, now, scratch_);
+    route(*e, scratch_, out);
+    return;
+  }
+
+  if (const auto* p = std::get_if<publish>(&m); p && p->q == qos::minus_one) {
+    on_qos_minus_one(from, *p, out);
+    return;
+  }
+
+  switch (type_of(m)) {
+    case msg_type::searchgw:
+      reply(from, gwinfo{config_.gateway_id, {}}, out);  // unicast to the sender (DECISIONS.md)
+      return;
+    case msg_type::advertise:
+    case msg_type::gwinfo:
+    case msg_type::connack:
+    case msg_type::willtopicreq:
+    case msg_type::willmsgreq:
+    case msg_type::suback:
+    case msg_type::unsuback:
+    case msg_type::willtopicresp:
+    case msg_type::willmsgresp:
+    case msg_type::encapsulated:  // the runtime unwraps forwarder frames before they get here
+      ++stats_.unexpected_messages;
+      return;
+    default: break;
+  }
+
+  entry* e = lookup_endpoint(from);
+  if (!e) {
+    // Probably a client of ours from before a gateway restart: make it reconnect (DECISIONS.md).
+    ++stats_.unknown_sender;
+    reply(from, disconnect{}, out);
+    return;
+  }
+  e->sess.handle(m, now, scratch_);
+  route(*e, scratch_, out);
+}
+
+// QoS -1 needs no session: predefined ids and short names only, published on the gateway's own
+// connection (DECISIONS.md).
+void session_table::on_qos_minus_one(const endpoint& from, const publish& p, std::vector<routed_action>& out) {
+  std::string topic;
+  if (p.id_type == topic_id_type::predefined) {
+    const auto* name = predefined_.name(p.id);
+    if (!name) {
+      ++stats_.qos_m1_dropped;
+      ++stats_.invalid_topic_id;
+      reply(from, puback{p.id, p.mid, return_code::invalid_topic_id}, out);
+      return;
+    }
+    topic = *name;
+  } else if (p.id_type == topic_id_type::short_name && is_valid_topic_name(short_topic_name(p.id))) {
+    topic = short_topic_name(p.id);
+  } else {
+    ++stats_.qos_m1_dropped;  // normal ids mean nothing without a session
+    reply(from, puback{p.id, p.mid, return_code::not_supported}, out);
+    return;
+  }
+  ++stats_.qos_m1_published;
+  out.push_back(routed_action{{}, from, upstream_publish{0, std::move(topic), p.data, qos::at_most_once, p.retain}});
+}
+
+void session_table::handle_upstream(std::string_view client_id, const upstream_event& ev, time_point now,
+                                    std::vector<routed_action>& out) {
+  entry* e = lookup_client(client_id);
+  if (!e) return;
+  e->sess.handle(ev, now, scratch_);
+  route(*e, scratch_, out);
+}
+
+void session_table::tick(time_point now, std::vector<routed_action>& out) {
+  std::vector<entry*> due;
+  for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it) due.push_back(it->second);
+  for (entry* e : due) {
+    e->sess.tick(now, scratch_);
+    route(*e, scratch_, out);
+  }
+}
+
+}  // namespace mqttsn

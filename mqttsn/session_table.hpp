@@ -1,0 +1,91 @@
+// All sessions of one gateway, keyed by client id, with the transport address as an index: decodes
+// frames, routes them to the right session (rebinding a client that moved to a new address),
+// answers what needs no session (SEARCHGW, QoS -1, unknown senders, full table) and keeps one
+// index of session deadlines so the runtime arms a single timer. Pure; no I/O, no clock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "mqttsn/counters.hpp"
+#include "mqttsn/session.hpp"
+#include "mqttsn/topics.hpp"
+
+namespace mqttsn {
+
+// A transport address, opaque to the core (the transport builds it: UDP ip:port, XBee 64-bit
+// address...). Equal strings are the same peer.
+using endpoint = std::string;
+
+struct table_config {
+  std::size_t max_clients = 1000;
+  std::uint8_t gateway_id = 1;
+};
+
+struct routed_action {
+  std::string client_id;  // the session the action belongs to; empty for the gateway itself
+  endpoint to;            // where a send_frame goes (the sender, or the session's current address)
+  action act;
+};
+
+class session_table {
+ public:
+  session_table(table_config config, session_config session_defaults, const predefined_topics& predefined,
+                counters& stats);
+  session_table(const session_table&) = delete;
+  session_table& operator=(const session_table&) = delete;
+
+  // One frame from `from`; malformed frames are counted (by decode_error) and dropped.
+  void handle_frame(const endpoint& from, std::span<const std::uint8_t> frame, time_point now,
+                    std::vector<routed_action>& out);
+  // A broker event for a client's session (ignored when the session is gone).
+  void handle_upstream(std::string_view client_id, const upstream_event& e, time_point now,
+                       std::vector<routed_action>& out);
+  void tick(time_point now, std::vector<routed_action>& out);
+  std::optional<time_point> next_deadline() const noexcept;
+
+  const session* find(std::string_view client_id) const noexcept;
+  const session* find_by_endpoint(const endpoint& ep) const noexcept;
+  const endpoint* endpoint_of(std::string_view client_id) const noexcept;
+  std::size_t size() const noexcept { return by_client_.size(); }
+
+ private:
+  struct entry {
+    entry(std::string id, const session_config& c, const predefined_topics& p, counters& s)
+        : sess(std::move(id), c, p, s) {}
+    session sess;
+    endpoint ep;
+    std::optional<time_point> deadline;
+  };
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+
+  entry* lookup_client(std::string_view client_id) const noexcept;
+  entry* lookup_endpoint(const endpoint& ep) const noexcept;
+  void bind(entry& e, const endpoint& ep);
+  void route(entry& e, actions& local, std::vector<routed_action>& out);
+  void reply(const endpoint& to, const message& m, std::vector<routed_action>& out);
+  void on_qos_minus_one(const endpoint& from, const publish& p, std::vector<routed_action>& out);
+
+  table_config config_;
+  session_config session_config_;
+  const predefined_topics& predefined_;
+  counters& stats_;
+  std::unordered_map<std::string, std::unique_ptr<entry>, string_hash, std::equal_to<>> by_client_;
+  std::unordered_map<endpoint, entry*, string_hash, std::equal_to<>> by_endpoint_;
+  std::set<std::pair<time_point, entry*>> deadlines_;
+  actions scratch_;
+};
+
+}  // namespace mqttsn
