@@ -902,6 +902,80 @@ TEST_F(Session, disconnect_during_the_will_handshake_abandons_the_connect) {
                                        report{event::session_ended, ""}}));
 }
 
+TEST_F(Session, gateway_only_messages_from_a_client_are_counted_and_ignored) {
+  connect_active();
+  EXPECT_EQ(in(connack{}), actions{});
+  EXPECT_EQ(in(willtopicreq{}), actions{});
+  EXPECT_EQ(stats.unexpected_messages, 2U);
+}
+
+TEST_F(Session, qos2_release_cut_by_a_reconnect_resends_pubrel_after_connack) {
+  connect_active(false);
+  subscribe_ok("a/b", qos::exactly_once, 1, 1);
+  deliver("a/b", "x", qos::exactly_once);
+  EXPECT_EQ(in(pubrec{1}), (actions{frame_of(pubrel{1})}));
+  in(disconnect{});
+  in(connect{false, false, 60, "abc"});
+  EXPECT_EQ(up(upstream_connected{true}),
+            (actions{raw({0x03, 0x05, 0x00}), report{event::connected, ""}, frame_of(pubrel{1})}));
+  EXPECT_EQ(in(pubcomp{1}), actions{});
+  EXPECT_EQ(s().queued(), 0U);
+}
+
+TEST_F(Session, publish_cut_by_a_reconnect_starts_over_with_a_register) {
+  connect_active(false);
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  deliver("a/b", "x", qos::at_least_once);  // PUBLISH mid 1, never acknowledged
+  in(connect{false, false, 60, "abc"});
+  EXPECT_EQ(up(upstream_connected{true}),
+            (actions{raw({0x03, 0x05, 0x00}), report{event::connected, ""}, frame_of(register_{1, 2, "a/b"})}));
+}
+
+TEST_F(Session, awake_cycle_is_timed_by_the_retransmission_only) {
+  connect_active(false);
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  go_to_sleep(5);
+  deliver("a/b", "1", qos::at_least_once);
+  now = t0 + 1s;
+  in(pingreq{"abc"});
+  EXPECT_EQ(s().next_deadline(), now + 10s);  // not the 7.5 s sleep supervision
+}
+
+TEST_F(Session, disconnected_and_lost_sessions_have_no_timers) {
+  connect_active(false, 10);
+  at(15s);
+  ASSERT_EQ(s().state(), session_state::lost);
+  EXPECT_EQ(s().next_deadline(), std::nullopt);
+  EXPECT_EQ(at(1000s), actions{});
+}
+
+TEST_F(Session, subscribing_again_updates_the_granted_qos) {
+  connect_active();
+  subscribe_ok("a/b", qos::at_most_once, 1, 1);
+  subscribe_ok("a/b", qos::at_least_once, 2, 1);
+  EXPECT_EQ(s().subscriptions(), 1U);
+}
+
+TEST_F(Session, a_queue_of_one_holds_only_the_message_in_flight) {
+  cfg.max_queued = 1;
+  connect_active();
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  EXPECT_EQ(deliver("a/b", "1", qos::at_least_once).size(), 1U);
+  EXPECT_EQ(deliver("a/b", "2", qos::at_least_once), (actions{report{event::first_drop, "queue full"}}));
+  EXPECT_EQ(stats.dropped_qos12, 1U);
+  EXPECT_EQ(in(puback{1, 1, return_code::accepted}), actions{});
+}
+
+TEST_F(Session, wildcard_delivery_without_a_free_topic_id_is_dropped_with_congestion) {
+  cfg.max_topics = 1;
+  connect_active();
+  subscribe_ok("a/#", qos::at_most_once, 1, 0);
+  EXPECT_EQ(deliver("a/x", "1", qos::at_most_once).size(), 1U);  // REGISTER a/x takes the only id
+  in(regack{1, 1, return_code::accepted});
+  EXPECT_EQ(deliver("a/y", "2", qos::at_most_once),
+            (actions{report{event::congestion, "topic ids"}, report{event::first_drop, "no topic id left"}}));
+}
+
 // ---------------------------------------------------------------------------------------------
 // a lossy link: 30% of frames lost in each direction, deterministically
 

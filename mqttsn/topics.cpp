@@ -1,0 +1,227 @@
+// Topic names and ids: validation and matching per MQTT 3.1.1 §1.5.3 and §4.7, the predefined id
+// table and the per-client normal id table. Pure; touches no I/O and no other module's state.
+#include "mqttsn/topics.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace mqttsn {
+namespace {
+
+constexpr std::size_t max_topic_length = 65535;  // the MQTT length prefix is 16 bits
+
+constexpr bool in_range(unsigned char c, unsigned char lo, unsigned char hi) noexcept {
+  return c >= lo && c <= hi;
+}
+
+constexpr bool is_continuation(unsigned char c) noexcept { return in_range(c, 0x80, 0xBF); }
+
+// Length of the well-formed multi-byte UTF-8 sequence starting at s[i] (whose lead byte is >=
+// 0x80), or 0 when it is malformed. Follows Unicode Table 3-7, whose narrowed second-byte ranges
+// exclude overlong forms (C0, C1, E0 80..9F, F0 80..8F), surrogates (ED A0..BF) and code points
+// above U+10FFFF (F4 90.., F5..FF).
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
+  const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char lead = at(0);
+  std::size_t length = 0;
+  unsigned char second_lo = 0x80;
+  unsigned char second_hi = 0xBF;
+  if (in_range(lead, 0xC2, 0xDF)) {
+    length = 2;
+  } else if (lead == 0xE0) {
+    length = 3;
+    second_lo = 0xA0;
+  } else if (lead == 0xED) {
+    length = 3;
+    second_hi = 0x9F;
+  } else if (in_range(lead, 0xE1, 0xEF)) {
+    length = 3;
+  } else if (lead == 0xF0) {
+    length = 4;
+    second_lo = 0x90;
+  } else if (in_range(lead, 0xF1, 0xF3)) {
+    length = 4;
+  } else if (lead == 0xF4) {
+    length = 4;
+    second_hi = 0x8F;
+  } else {
+    return 0;  // a lone continuation byte, C0/C1, or F5..FF
+  }
+  if (s.size() - i < length || !in_range(at(1), second_lo, second_hi)) return 0;
+  for (std::size_t k = 2; k < length; ++k) {
+    if (!is_continuation(at(k))) return 0;
+  }
+  return length;
+}
+
+bool level_starts_at(std::string_view s, std::size_t i) noexcept {
+  return i == 0 || s[i - 1] == '/';
+}
+bool level_ends_at(std::string_view s, std::size_t i) noexcept {
+  return i + 1 == s.size() || s[i + 1] == '/';
+}
+
+// Names and filters share the encoding rules; they differ only in where wildcards may stand.
+bool is_valid_topic(std::string_view s, bool wildcards_allowed) noexcept {
+  if (s.empty() || s.size() > max_topic_length) return false;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const char c = s[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      const std::size_t length = utf8_sequence_length(s, i);
+      if (length == 0) return false;
+      i += length;
+      continue;
+    }
+    if (c == '\0') return false;
+    if (c == '+' || c == '#') {
+      if (!wildcards_allowed || !level_starts_at(s, i) || !level_ends_at(s, i)) return false;
+      if (c == '#' && i + 1 != s.size()) return false;
+    }
+    ++i;
+  }
+  return true;
+}
+
+// Both tables keep an id->value and a name->id map; this inserts into both or, when an allocation
+// fails, into neither, so a lookup never finds a half-added topic.
+template <typename by_id_map, typename by_name_map, typename value>
+void insert_both(by_id_map& by_id, by_name_map& by_name, topic_id id, value v, std::string name) {
+  const auto inserted = by_id.emplace(id, std::move(v)).first;
+  try {
+    by_name.emplace(std::move(name), id);
+  } catch (...) {
+    by_id.erase(inserted);
+    throw;
+  }
+}
+
+}  // namespace
+
+bool is_valid_topic_name(std::string_view name) noexcept { return is_valid_topic(name, false); }
+
+bool is_valid_topic_filter(std::string_view filter) noexcept {
+  return is_valid_topic(filter, true);
+}
+
+bool has_wildcards(std::string_view filter) noexcept {
+  return filter.find_first_of("+#") != std::string_view::npos;
+}
+
+// Walks both strings one level at a time; each iteration starts with `f` and `n` at the first byte
+// of a level (or at the end). Never allocates, never reads out of bounds even for invalid input.
+bool topic_matches(std::string_view filter, std::string_view name) noexcept {
+  if (!filter.empty() && (filter[0] == '+' || filter[0] == '#') && !name.empty() &&
+      name[0] == '$') {
+    return false;
+  }
+  std::size_t f = 0;
+  std::size_t n = 0;
+  for (;;) {
+    if (f < filter.size() && filter[f] == '#') return true;  // this level and everything below
+    if (f < filter.size() && filter[f] == '+') {
+      ++f;
+      while (n < name.size() && name[n] != '/') ++n;
+    } else {
+      for (; f < filter.size() && filter[f] != '/'; ++f, ++n) {
+        if (n == name.size() || name[n] != filter[f]) return false;
+      }
+      if (n < name.size() && name[n] != '/') return false;
+    }
+    const bool filter_done = f == filter.size();
+    const bool name_done = n == name.size();
+    if (filter_done || name_done) {
+      // "a/#" also matches "a": '#' includes the parent level.
+      return filter_done == name_done || (name_done && filter.substr(f) == "/#");
+    }
+    ++f;  // both stand on a '/'
+    ++n;
+  }
+}
+
+std::string short_topic_name(topic_id id) {
+  return std::string{static_cast<char>(id >> 8), static_cast<char>(id & 0xFF)};
+}
+
+std::optional<topic_id> short_topic_id(std::string_view name) noexcept {
+  if (name.size() != 2) return std::nullopt;
+  const auto high = static_cast<unsigned char>(name[0]);
+  const auto low = static_cast<unsigned char>(name[1]);
+  return static_cast<topic_id>((high << 8) | low);
+}
+
+predefined_topics::add_result predefined_topics::add(topic_id id, std::string name) {
+  if (id == reserved_topic_id_low || id == reserved_topic_id_high) return add_result::reserved_id;
+  if (!is_valid_topic_name(name)) return add_result::invalid_name;
+  if (by_id_.contains(id)) return add_result::duplicate_id;
+  if (by_name_.contains(name)) return add_result::duplicate_name;
+  std::string key = name;
+  insert_both(by_id_, by_name_, id, std::move(name), std::move(key));
+  return add_result::added;
+}
+
+const std::string* predefined_topics::name(topic_id id) const noexcept {
+  const auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : &it->second;
+}
+
+std::optional<topic_id> predefined_topics::id(std::string_view name) const noexcept {
+  const auto it = by_name_.find(name);
+  if (it == by_name_.end()) return std::nullopt;
+  return it->second;
+}
+
+void predefined_topics::clear() noexcept {
+  by_id_.clear();
+  by_name_.clear();
+}
+
+std::optional<topic_id> topic_table::assign(std::string_view name) {
+  if (const auto existing = id(name)) return existing;
+  // next_id_ only grows, so 0xFFFF doubles as "id space exhausted" and ids are never reused.
+  if (by_id_.size() >= max_topics_ || next_id_ == reserved_topic_id_high) return std::nullopt;
+  const topic_id assigned = next_id_;
+  insert_both(by_id_, by_name_, assigned, entry{std::string(name), client_knows::no},
+              std::string(name));
+  ++next_id_;
+  return assigned;
+}
+
+const std::string* topic_table::name(topic_id id) const noexcept {
+  const auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : &it->second.name;
+}
+
+std::optional<topic_id> topic_table::id(std::string_view name) const noexcept {
+  const auto it = by_name_.find(name);
+  if (it == by_name_.end()) return std::nullopt;
+  return it->second;
+}
+
+topic_table::client_knows topic_table::known(topic_id id) const noexcept {
+  const auto it = by_id_.find(id);
+  return it == by_id_.end() ? client_knows::no : it->second.knows;
+}
+
+void topic_table::set_known(topic_id id, client_knows k) noexcept {
+  const auto it = by_id_.find(id);
+  if (it != by_id_.end()) it->second.knows = k;
+}
+
+void topic_table::forget_client_knowledge() noexcept {
+  for (auto& slot : by_id_) {
+    if (slot.second.knows == client_knows::yes) slot.second.knows = client_knows::no;
+  }
+}
+
+void topic_table::clear() noexcept {
+  by_id_.clear();
+  by_name_.clear();
+  next_id_ = 1;
+}
+
+}  // namespace mqttsn
