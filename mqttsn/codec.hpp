@@ -26,25 +26,28 @@ namespace mqttsn {
 // Length covers only its own header, so step 1 is replaced by the bad_encapsulation checks and the
 // inner frame is returned undecoded.
 enum class decode_error : std::uint8_t {
-  empty,                    // zero bytes
-  truncated_length,         // long-form marker 0x01 with fewer than 3 bytes in the frame
-  zero_length,              // declared Length 0 (short form, or long form 01 00 00)
-  length_mismatch,          // declared Length differs from the frame size
-  missing_type,             // no MsgType byte: a 1-byte frame, a long-form frame of 3 bytes, or a
-                            // long-form Length of 1..3
-  reserved_type,            // MsgType not defined by v1.2 (0x03, 0x11, 0x19, 0x1E..0xFD, 0xFF)
-  too_short,                // body shorter than the message's fixed fields (DISCONNECT of 3 bytes,
-                            // SUBSCRIBE/UNSUBSCRIBE with a predefined/short id of fewer than 2 bytes)
-  too_long,                 // trailing bytes after a fixed-size message or a 2-byte id (DISCONNECT > 4)
-  reserved_topic_id_type,   // TopicIdType bits 0b11 in PUBLISH, SUBSCRIBE or UNSUBSCRIBE
-  invalid_qos,              // QoS bits 0b11 (QoS -1) outside PUBLISH: SUBSCRIBE, SUBACK, WILLTOPIC,
-                            // WILLTOPICUPD (checked whenever their flags byte is present)
-  bad_protocol_id,          // CONNECT with ProtocolId != 0x01
-  empty_client_id,          // CONNECT without a client id (ids longer than 23 bytes are accepted)
-  empty_topic_name,         // REGISTER, or SUBSCRIBE/UNSUBSCRIBE of TopicIdType normal, without a name
-  bad_encapsulation,        // 0xFE frame: header Length < 3 or not shorter than the frame (no inner
-                            // frame); or MsgType 0xFE behind a long-form Length (encapsulation has
-                            // a 1-byte Length only)
+  empty,             // zero bytes
+  truncated_length,  // long-form marker 0x01 with fewer than 3 bytes in the frame
+  zero_length,       // declared Length 0 (short form, or long form 01 00 00)
+  length_mismatch,   // declared Length differs from the frame size
+  // No MsgType byte: a 1-byte frame, a 3-byte long-form frame, or a long-form Length of 1..3.
+  missing_type,
+  reserved_type,  // MsgType not defined by v1.2 (0x03, 0x11, 0x19, 0x1E..0xFD, 0xFF)
+  // Body shorter than the message's fixed fields, e.g. a 3-byte DISCONNECT, or a SUBSCRIBE /
+  // UNSUBSCRIBE with a predefined or short id of fewer than 2 bytes.
+  too_short,
+  // Bytes after a fixed-size message or after a 2-byte id, e.g. a DISCONNECT of more than 4 bytes.
+  too_long,
+  reserved_topic_id_type,  // TopicIdType bits 0b11 in PUBLISH, SUBSCRIBE or UNSUBSCRIBE
+  // QoS bits 0b11 (QoS -1) outside PUBLISH: SUBSCRIBE, SUBACK, WILLTOPIC, WILLTOPICUPD (checked
+  // whenever their flags byte is present, even in Paho's empty 3-byte WILLTOPIC).
+  invalid_qos,
+  bad_protocol_id,   // CONNECT with ProtocolId != 0x01
+  empty_client_id,   // CONNECT without a client id (ids longer than 23 bytes are accepted)
+  empty_topic_name,  // REGISTER, or SUBSCRIBE/UNSUBSCRIBE of TopicIdType normal, without a name
+  // 0xFE frame whose header Length is < 3 or not shorter than the frame (no inner frame), or
+  // MsgType 0xFE behind a long-form Length (encapsulation has a 1-byte Length only).
+  bad_encapsulation,
 };
 
 inline constexpr std::size_t decode_error_count = 14;
