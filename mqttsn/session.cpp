@@ -145,6 +145,7 @@ void session::on_willtopic(const willtopic& m, time_point now, actions& out) {
     ++stats_.connects_rejected;
     send(connack{return_code::not_supported}, out);
     out.emplace_back(report{event::will_handshake_failed, "invalid will topic"});
+    end_if_clean(out);
     return;
   }
   pending_will_ = will_message{m.topic, {}, m.will_qos, m.retain};
@@ -210,6 +211,7 @@ void session::on_refused(const upstream_refused& e, actions& out) {
   ++stats_.connects_rejected;
   send(connack{return_code::not_supported}, out);
   out.emplace_back(report{event::connect_refused, e.reason});
+  end_if_clean(out);
 }
 
 void session::on_disconnect(const disconnect& m, time_point now, actions& out) {
@@ -223,11 +225,7 @@ void session::on_disconnect(const disconnect& m, time_point now, actions& out) {
   end_connection(out);
   state_ = session_state::disconnected;
   out.emplace_back(report{event::disconnected, {}});
-  if (clean_session_) {
-    clear_session_state();
-    ended_ = true;
-    out.emplace_back(report{event::session_ended, {}});
-  }
+  end_if_clean(out);
 }
 
 void session::go_asleep(std::uint16_t duration, time_point now, actions& out) {
@@ -252,11 +250,15 @@ void session::become_lost(const char* why, time_point /*now*/, actions& out) {
     out.emplace_back(report{event::will_published, will_->topic});
   }
   end_connection(out);
-  if (clean_session_) {
-    clear_session_state();
-    ended_ = true;
-    out.emplace_back(report{event::session_ended, {}});
-  }
+  end_if_clean(out);
+}
+
+// A clean session keeps nothing once its connection is over: the runtime may forget it.
+void session::end_if_clean(actions& out) {
+  if (!clean_session_) return;
+  clear_session_state();
+  ended_ = true;
+  out.emplace_back(report{event::session_ended, {}});
 }
 
 void session::end_connection(actions& out) {
@@ -320,6 +322,7 @@ void session::on_pingreq(const pingreq& m, time_point now, actions& out) {
     ++stats_.wakeups;
     out.emplace_back(report{event::awake, std::to_string(awake_quota_) + " buffered"});
     if (inflight_) {
+      phase_deadline_ = now + config_.retry_interval;
       resume_inflight(now, out);  // the handshake the client slept through
     } else {
       pump(now, out);
@@ -348,9 +351,7 @@ std::optional<time_point> session::next_deadline() const noexcept {
     case session_state::asleep:
       if (sleep_duration_ > 0) consider(supervision_deadline(sleep_duration_));
       break;
-    case session_state::awake:
-      if (inflight_) consider(inflight_->deadline);
-      break;
+    case session_state::awake: consider(inflight_ ? inflight_->deadline : phase_deadline_); break;
     case session_state::disconnected:
     case session_state::lost: break;
   }
@@ -367,6 +368,7 @@ void session::tick(time_point now, actions& out) {
         out.emplace_back(upstream_disconnect{});  // abandon the attempt
         send(connack{return_code::congestion}, out);
         out.emplace_back(report{event::connect_timeout, {}});
+        end_if_clean(out);
       } else if (phase_retries_ < config_.retry_count) {
         ++phase_retries_;
         ++stats_.retransmissions;
@@ -379,6 +381,7 @@ void session::tick(time_point now, actions& out) {
       } else {
         state_ = session_state::disconnected;  // half-open: dropped without CONNACK (PROTOCOL.md §3.2)
         out.emplace_back(report{event::will_handshake_failed, "no answer"});
+        end_if_clean(out);
       }
       return;
     case session_state::active:
@@ -394,7 +397,13 @@ void session::tick(time_point now, actions& out) {
         become_lost("sleep expired", now, out);
       }
       return;
-    case session_state::awake: break;
+    case session_state::awake:
+      if (!inflight_ && now >= phase_deadline_) {
+        send(pingresp{}, out);
+        go_asleep(sleep_duration_, now, out);
+        return;
+      }
+      break;
     case session_state::disconnected:
     case session_state::lost: return;
   }
@@ -584,7 +593,10 @@ void session::on_subscribe(const subscribe& m, actions& out) {
 
 void session::on_subscribed(const upstream_subscribed& e, time_point now, actions& out) {
   auto it = pending_.find(e.ref);
-  if (it == pending_.end()) return;
+  if (it == pending_.end() || (it->second.what != pending_op::kind::subscribe &&
+                               it->second.what != pending_op::kind::resubscribe)) {
+    return;
+  }
   const pending_op op = std::move(it->second);
   pending_.erase(it);
   if (op.what == pending_op::kind::resubscribe) {
@@ -595,6 +607,7 @@ void session::on_subscribed(const upstream_subscribed& e, time_point now, action
       ++stats_.disconnects;
       end_connection(out);
       state_ = session_state::disconnected;
+      end_if_clean(out);
       return;
     }
   } else if (op.what == pending_op::kind::subscribe) {
@@ -626,13 +639,17 @@ void session::on_unsubscribe(const unsubscribe& m, actions& out) {
       break;
     case topic_id_type::short_name: filter = short_topic_name(m.id); break;
   }
-  const auto s = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                              [&](const subscription& x) { return x.filter == filter; });
-  if (filter.empty() || s == subscriptions_.end()) {
+  const bool subscribed = std::any_of(subscriptions_.begin(), subscriptions_.end(),
+                                     [&](const subscription& x) { return x.filter == filter; });
+  const bool subscribing = std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) {
+    return p.second.what == pending_op::kind::subscribe && p.second.topic == filter;
+  });
+  if (filter.empty() || (!subscribed && !subscribing)) {
     send(unsuback{m.mid}, out);  // UNSUBACK has no return code: always answer (PROTOCOL.md §6 item 16)
     return;
   }
-  subscriptions_.erase(s);
+  // The broker handles requests in order: a SUBSCRIBE still with it completes first, and the
+  // subscription goes when the UNSUBACK comes back.
   add_op(pending_op{pending_op::kind::unsubscribe, false, m.mid, 0, m.id_type, qos::at_most_once, false, filter, {}},
          out);
 }
@@ -641,7 +658,9 @@ void session::on_unsubscribed(const upstream_unsubscribed& e, time_point now, ac
   auto it = pending_.find(e.ref);
   if (it == pending_.end() || it->second.what != pending_op::kind::unsubscribe) return;
   const msg_id mid = it->second.mid;
+  const std::string filter = std::move(it->second.topic);
   pending_.erase(it);
+  std::erase_if(subscriptions_, [&](const subscription& x) { return x.filter == filter; });
   send(unsuback{mid}, out);
   pump(now, out);
 }
@@ -669,6 +688,10 @@ void session::emit_op(std::uint32_t ref, pending_op& op, actions& out) {
 // broker -> client
 
 void session::on_message(const upstream_message& e, time_point now, actions& out) {
+  if (e.topic.empty()) {  // no broker sends one; it could not be REGISTERed either
+    ++stats_.dropped_undeliverable;
+    return;
+  }
   upstream_message copy = e;
   enqueue(std::move(copy), out);
   pump(now, out);
@@ -710,6 +733,9 @@ void session::enqueue(upstream_message&& e, actions& out) {
 
 void session::pump(time_point now, actions& out) {
   if (state_ != session_state::active && state_ != session_state::awake) return;
+  // An awake cycle must end even when nothing can be sent (e.g. held behind a SUBSCRIBE): without
+  // progress within T_retry the client gets its PINGRESP and sleeps again.
+  if (state_ == session_state::awake) phase_deadline_ = now + config_.retry_interval;
   // Hold deliveries while a SUBSCRIBE is with the broker: its SUBACK (with the topic id) must
   // reach the client before the retained messages it triggers (PROTOCOL.md §3.6).
   for (const auto& [ref, op] : pending_) {

@@ -97,8 +97,9 @@ struct upstream_connect {
   std::optional<will_message> will;
   bool operator==(const upstream_connect&) const = default;
 };
-// Publish to the broker. ref 0: QoS 0, no acknowledgement expected. Otherwise the runtime answers
-// with upstream_published{ref} once the broker has acknowledged it.
+// Publish to the broker. ref 0: no acknowledgement expected (QoS 0, or a will the gateway publishes
+// for a lost client, at the will's QoS). Otherwise the runtime answers with upstream_published{ref}
+// once the broker has acknowledged it.
 struct upstream_publish {
   std::uint32_t ref = 0;
   std::string topic;
@@ -283,6 +284,7 @@ class session {
   void go_asleep(std::uint16_t duration, time_point now, actions& out);
   void become_lost(const char* why, time_point now, actions& out);
   void end_connection(actions& out);
+  void end_if_clean(actions& out);
   void clear_session_state();
   void note_drop(const char* why, actions& out);
   void note_congestion(const char* what, actions& out);

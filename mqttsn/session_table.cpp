@@ -63,16 +63,21 @@ void session_table::bind(entry& e, const endpoint& ep) {
 }
 
 void session_table::route(entry& e, actions& local, std::vector<routed_action>& out) {
-  for (auto& a : local) out.push_back(routed_action{e.sess.client_id(), e.ep, std::move(a)});
+  for (auto& a : local) {
+    // A session whose address went to another client id cannot be reached until it shows up
+    // again; its own retransmissions and timers cover what is not sent.
+    if (e.ep.empty() && std::holds_alternative<send_frame>(a)) continue;
+    out.push_back(routed_action{e.sess.client_id(), e.ep, std::move(a)});
+  }
   local.clear();
 
   if (e.deadline) deadlines_.erase({*e.deadline, &e});
   e.deadline = e.sess.next_deadline();
   if (e.deadline) deadlines_.emplace(*e.deadline, &e);
 
-  // A clean session that is over, or that never became a connection (broker refused, connect
-  // timeout, will handshake failed), holds nothing worth keeping: forget it and free its slot.
-  if (e.sess.ended() || (e.sess.clean_session() && e.sess.state() == session_state::disconnected)) {
+  // A clean session that is over (including one that never became a connection) holds nothing
+  // worth keeping: forget it and free its slot.
+  if (e.sess.ended()) {
     if (e.deadline) deadlines_.erase({*e.deadline, &e});
     if (!e.ep.empty()) {
       if (auto it = by_endpoint_.find(e.ep); it != by_endpoint_.end() && it->second == &e) by_endpoint_.erase(it);

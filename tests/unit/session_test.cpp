@@ -131,15 +131,17 @@ TEST_F(Session, session_kept_without_will_flag_keeps_the_stored_will) {
 TEST_F(Session, invalid_will_topic_is_refused_with_not_supported) {
   EXPECT_EQ(in(connect{true, true, 60, "abc"}), (actions{raw({0x02, 0x06})}));
   EXPECT_EQ(in(willtopic{qos::at_most_once, false, "will/#"}),
-            (actions{raw({0x03, 0x05, 0x03}), report{event::will_handshake_failed, "invalid will topic"}}));
+            (actions{raw({0x03, 0x05, 0x03}), report{event::will_handshake_failed, "invalid will topic"},
+                     report{event::session_ended, ""}}));
   EXPECT_EQ(s().state(), session_state::disconnected);
+  EXPECT_TRUE(s().ended());
 }
 
 TEST_F(Session, stalled_will_handshake_is_retried_then_dropped_without_connack) {
   EXPECT_EQ(in(connect{true, true, 60, "abc"}), (actions{raw({0x02, 0x06})}));
   EXPECT_EQ(s().next_deadline(), t0 + 10s);
   for (int i = 1; i <= 3; ++i) EXPECT_EQ(at(10s * i), (actions{raw({0x02, 0x06})})) << "retry " << i;
-  EXPECT_EQ(at(40s), (actions{report{event::will_handshake_failed, "no answer"}}));
+  EXPECT_EQ(at(40s), (actions{report{event::will_handshake_failed, "no answer"}, report{event::session_ended, ""}}));
   EXPECT_EQ(s().state(), session_state::disconnected);
   EXPECT_EQ(s().next_deadline(), std::nullopt);
 }
@@ -158,7 +160,8 @@ TEST_F(Session, broker_unreachable_holds_the_connect_then_answers_congestion) {
   EXPECT_EQ(in(connect{false, true, 60, "abc"}), actions{});  // retransmitted CONNECT: still waiting
   EXPECT_EQ(up(upstream_lost{}), actions{});
   EXPECT_EQ(at(4999ms), actions{});
-  EXPECT_EQ(at(5s), (actions{upstream_disconnect{}, raw({0x03, 0x05, 0x01}), report{event::connect_timeout, ""}}));
+  EXPECT_EQ(at(5s), (actions{upstream_disconnect{}, raw({0x03, 0x05, 0x01}), report{event::connect_timeout, ""},
+                             report{event::session_ended, ""}}));
   EXPECT_EQ(s().state(), session_state::disconnected);
   EXPECT_EQ(up(upstream_connected{}), actions{});  // too late: ignored
   EXPECT_EQ(s().state(), session_state::disconnected);
@@ -168,8 +171,19 @@ TEST_F(Session, broker_unreachable_holds_the_connect_then_answers_congestion) {
 TEST_F(Session, broker_refusal_answers_not_supported_with_the_reason_logged) {
   in(connect{false, true, 60, "abc"});
   EXPECT_EQ(up(upstream_refused{"not authorized"}),
-            (actions{raw({0x03, 0x05, 0x03}), report{event::connect_refused, "not authorized"}}));
+            (actions{raw({0x03, 0x05, 0x03}), report{event::connect_refused, "not authorized"},
+                     report{event::session_ended, ""}}));
   EXPECT_EQ(s().state(), session_state::disconnected);
+}
+
+TEST_F(Session, a_kept_session_survives_a_refused_reconnect) {
+  connect_active(false);
+  subscribe_ok("a/#", qos::at_most_once, 1, 0);
+  in(connect{false, false, 60, "abc"});
+  EXPECT_EQ(up(upstream_refused{"server unavailable"}),
+            (actions{raw({0x03, 0x05, 0x03}), report{event::connect_refused, "server unavailable"}}));
+  EXPECT_FALSE(s().ended());
+  EXPECT_EQ(s().subscriptions(), 1U);
 }
 
 TEST_F(Session, messages_before_connack_are_not_acted_on) {
@@ -974,6 +988,43 @@ TEST_F(Session, wildcard_delivery_without_a_free_topic_id_is_dropped_with_conges
   in(regack{1, 1, return_code::accepted});
   EXPECT_EQ(deliver("a/y", "2", qos::at_most_once),
             (actions{report{event::congestion, "topic ids"}, report{event::first_drop, "no topic id left"}}));
+}
+
+TEST_F(Session, unsubscribe_while_the_subscribe_is_with_the_broker_ends_unsubscribed) {
+  connect_active();
+  EXPECT_EQ(in(subscribe{false, qos::at_most_once, topic_id_type::normal, 1, "a/#", 0}),
+            (actions{upstream_subscribe{1, "a/#", qos::at_most_once}}));
+  EXPECT_EQ(in(unsubscribe{topic_id_type::normal, 2, "a/#", 0}), (actions{upstream_unsubscribe{2, "a/#"}}));
+  EXPECT_EQ(up(upstream_subscribed{1, qos::at_most_once}), (actions{frame_of(suback{qos::at_most_once, 0, 1, return_code::accepted})}));
+  EXPECT_EQ(s().subscriptions(), 1U);
+  EXPECT_EQ(up(upstream_unsubscribed{2}), (actions{frame_of(unsuback{2})}));
+  EXPECT_EQ(s().subscriptions(), 0U);
+}
+
+TEST_F(Session, a_broker_answer_of_the_wrong_kind_is_ignored) {
+  connect_active();
+  in(publish{false, qos::at_least_once, false, topic_id_type::predefined, 0x0010, 3, payload("x")});
+  EXPECT_EQ(up(upstream_subscribed{1, qos::at_most_once}), actions{});
+  EXPECT_EQ(up(upstream_unsubscribed{1}), actions{});
+  EXPECT_EQ(up(upstream_published{1}), (actions{frame_of(puback{0x0010, 3, return_code::accepted})}));
+}
+
+TEST_F(Session, a_message_without_topic_is_dropped) {
+  connect_active();
+  subscribe_ok("#", qos::at_most_once, 1, 0);
+  EXPECT_EQ(deliver("", "x", qos::at_most_once), actions{});
+  EXPECT_EQ(stats.dropped_undeliverable, 1U);
+}
+
+TEST_F(Session, a_clean_session_whose_subscriptions_cannot_be_restored_ends) {
+  connect_active(true);
+  subscribe_ok("a/#", qos::at_least_once, 1, 0);
+  up(upstream_lost{});
+  up(upstream_connected{false});
+  EXPECT_EQ(up(upstream_subscribed{2, std::nullopt}),
+            (actions{report{event::resubscribe_failed, "a/#"}, raw({0x02, 0x18}), upstream_disconnect{},
+                     report{event::session_ended, ""}}));
+  EXPECT_TRUE(s().ended());
 }
 
 // ---------------------------------------------------------------------------------------------
