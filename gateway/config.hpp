@@ -1,0 +1,86 @@
+// The daemon's configuration: one struct with defaults, filled from an optional config file
+// (`--config FILE`, lines `key = value`, `#` comments) and the command line (`--key value`); every
+// key is both. The command line wins over the file. Errors are one line naming the key.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mqttsn/session.hpp"
+#include "mqttsn/session_table.hpp"
+#include "mqttsn/topics.hpp"
+
+namespace gateway {
+
+enum class gateway_mode : std::uint8_t { transparent, aggregating };
+enum class log_level : std::uint8_t { trace, debug, info, warn, error, off };
+
+// A UDP listen address: IPv4 "0.0.0.0:1884" or IPv6 "[::1]:1884".
+struct udp_listen {
+  std::string host;  // without brackets
+  std::uint16_t port = 0;
+  bool operator==(const udp_listen&) const = default;
+};
+
+struct config {
+  std::string broker = "tcp://127.0.0.1:1883";
+  std::vector<udp_listen> udp{{"0.0.0.0", 1884}};
+  std::uint8_t gateway_id = 1;
+  gateway_mode mode = gateway_mode::transparent;
+  // --predefined-file's entries, then --predefined ID=TOPIC's.
+  std::vector<std::pair<mqttsn::topic_id, std::string>> predefined;
+  std::string predefined_file;
+  std::chrono::seconds advertise_interval{0};  // 0 = off
+  std::optional<udp_listen> multicast;         // GROUP:PORT, off by default
+  double keep_alive_grace = 1.5;
+  std::chrono::milliseconds retry_interval{10'000};  // T_retry (key in seconds, fractions allowed)
+  unsigned retry_count = 3;                          // N_retry
+  std::size_t max_clients = 1000;
+  std::size_t sleep_buffer = 100;  // messages queued per client (asleep or not)
+  std::size_t max_frame_size = 1024;
+  std::chrono::milliseconds connect_timeout{5'000};
+  std::string upstream_client_id;  // default derived from the gateway id: "mqttsn-gw-<id>"
+  std::string status_topic;        // default "mqttsn/gateway/<id>/status"
+  std::chrono::seconds stats_interval{300};  // 0 = only on SIGUSR1
+  log_level level = log_level::info;
+
+  // Derived values.
+  std::string effective_upstream_client_id() const;
+  std::string effective_status_topic() const;
+  mqttsn::session_config session() const;
+  mqttsn::table_config table() const;  // max_clients, gateway_id
+
+  bool operator==(const config&) const = default;
+};
+
+// A bad value or unknown key: what() is one line naming the key, e.g.
+// "--retry-count: 'x' is not a non-negative integer" or "config file F: line 7: unknown key
+// 'brokr'".
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class parse_outcome : std::uint8_t { run, exit_ok };  // exit_ok after --help / --version
+
+// Parses argv (and the file named by --config). Writes --help / --version text to `out`.
+// Throws config_error. `cfg` is changed only on success (outcome run); the values it holds on entry
+// are the ones a key keeps when neither the file nor the command line sets it. For the repeatable
+// keys (udp, predefined) any value on the command line replaces all the file's values. An empty
+// value of upstream-client-id, status-topic, multicast or predefined-file means the default
+// (derived, off, none); --config, --help and --version are command-line only.
+parse_outcome parse_config(int argc, const char* const argv[], config& cfg, std::string& out);
+
+// Parses "host:port" / "[v6]:port": an IPv4 or IPv6 literal (no host names) and a port 1..65535.
+// `key` starts the error message verbatim ("--udp", or a config-file location and key).
+udp_listen parse_udp_listen(const std::string& key, const std::string& value);
+
+// Reads a predefined-topics file: one `ID TOPIC` per line, `#` comments, blank lines ignored.
+std::vector<std::pair<mqttsn::topic_id, std::string>> read_predefined_file(const std::string& path);
+
+}  // namespace gateway

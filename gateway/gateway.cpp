@@ -1,0 +1,267 @@
+#include "gateway/gateway.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
+#include "mqttsn/codec.hpp"
+
+namespace gateway {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::string_view forward_marker = "/fwd/";
+
+template <typename... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+
+const char* event_name(mqttsn::event e) {
+  switch (e) {
+    case mqttsn::event::connected: return "connected";
+    case mqttsn::event::connect_refused: return "refused by the broker";
+    case mqttsn::event::connect_timeout: return "broker did not answer in time: CONNACK congestion";
+    case mqttsn::event::will_handshake_failed: return "will handshake failed";
+    case mqttsn::event::disconnected: return "disconnected";
+    case mqttsn::event::asleep: return "asleep";
+    case mqttsn::event::awake: return "awake";
+    case mqttsn::event::lost: return "lost";
+    case mqttsn::event::will_published: return "will published";
+    case mqttsn::event::session_ended: return "session ended";
+    case mqttsn::event::resubscribe_failed: return "could not restore subscription, DISCONNECT sent";
+    case mqttsn::event::first_drop: return "dropping messages (first of them; later ones only counted)";
+    case mqttsn::event::congestion: return "limit reached, answered congestion";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string forwarded_endpoint(const std::string& forwarder, std::span<const std::uint8_t> node_id) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string ep = forwarder;
+  ep += forward_marker;
+  for (auto b : node_id) {
+    ep += digits[b >> 4];
+    ep += digits[b & 0x0F];
+  }
+  return ep;
+}
+
+std::optional<std::pair<std::string, mqttsn::bytes>> split_forwarded(const std::string& endpoint) {
+  const auto at = endpoint.rfind(forward_marker);
+  if (at == std::string::npos) return std::nullopt;
+  const std::string_view hex = std::string_view(endpoint).substr(at + forward_marker.size());
+  if (hex.size() % 2 != 0) return std::nullopt;
+  mqttsn::bytes node;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]);
+    const int lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    node.push_back(static_cast<std::uint8_t>(hi * 16 + lo));
+  }
+  return std::make_pair(endpoint.substr(0, at), std::move(node));
+}
+
+gateway::gateway(asio::io_context& io, const config& cfg, upstream& up,
+                 std::vector<std::unique_ptr<transports::transport>> transports)
+    : io_(io),
+      cfg_(cfg),
+      up_(up),
+      transports_(std::move(transports)),
+      table_(mqttsn::table_config{cfg.max_clients, cfg.gateway_id}, cfg.session(), predefined_, stats_),
+      session_timer_(io),
+      stats_timer_(io),
+      advertise_timer_(io) {
+  for (const auto& [id, name] : cfg.predefined) predefined_.add(id, name);
+}
+
+void gateway::start() {
+  for (auto& t : transports_) {
+    t->start([this](const std::string& from, std::span<const std::uint8_t> frame) { on_frame(from, frame); });
+  }
+  up_.start([this](const std::string& client_id, mqttsn::upstream_event e) { on_upstream(client_id, std::move(e)); });
+  arm_stats_timer();
+  arm_advertise_timer();
+}
+
+void gateway::stop() {
+  stopped_ = true;
+  session_timer_.cancel();
+  stats_timer_.cancel();
+  advertise_timer_.cancel();
+  for (auto& t : transports_) t->stop();
+}
+
+transports::transport* gateway::transport_for(const std::string& endpoint) const {
+  for (const auto& t : transports_) {
+    if (endpoint.compare(0, t->prefix().size(), t->prefix()) == 0) return t.get();
+  }
+  return nullptr;
+}
+
+void gateway::on_frame(const std::string& from, std::span<const std::uint8_t> frame) {
+  if (stopped_) return;
+  // Forwarder encapsulation: unwrap here, so the core sees the wireless node as the client.
+  if (frame.size() >= 2 && frame[0] != 0x01 && frame[1] == static_cast<std::uint8_t>(mqttsn::msg_type::encapsulated)) {
+    auto decoded = mqttsn::decode(frame);
+    if (const auto* m = std::get_if<mqttsn::message>(&decoded)) {
+      const auto& enc = std::get<mqttsn::encapsulated>(*m);
+      ++encapsulated_in_;
+      const bool nested = enc.frame.size() >= 2 && enc.frame[0] != 0x01 &&
+                          enc.frame[1] == static_cast<std::uint8_t>(mqttsn::msg_type::encapsulated);
+      if (!nested) {
+        on_frame(forwarded_endpoint(from, enc.node_id), enc.frame);
+        return;
+      }
+    }
+    // Malformed or nested: let the core count it.
+  }
+  const auto now = mqttsn::clock::now();
+  table_.handle_frame(from, frame, now, out_);
+  execute();
+
+  // SEARCHGW: the core answered by unicast; with a broadcast medium configured, also broadcast.
+  const bool searchgw = frame.size() == 3 && frame[0] == 3 && frame[1] == static_cast<std::uint8_t>(mqttsn::msg_type::searchgw);
+  if (searchgw) broadcast(mqttsn::encode(mqttsn::gwinfo{cfg_.gateway_id, {}}));
+}
+
+void gateway::on_upstream(const std::string& client_id, mqttsn::upstream_event event) {
+  if (stopped_) return;
+  if (client_id.empty()) {  // the gateway-level connection
+    if (std::holds_alternative<mqttsn::upstream_connected>(event)) broker_up_ = true;
+    if (std::holds_alternative<mqttsn::upstream_lost>(event)) broker_up_ = false;
+    return;
+  }
+  table_.handle_upstream(client_id, event, mqttsn::clock::now(), out_);
+  execute();
+}
+
+void gateway::execute() {
+  for (auto& r : out_) {
+    std::visit(overloaded{
+                   [&](const mqttsn::send_frame& f) {
+                     if (!r.to.empty()) send(r.to, f.frame);
+                   },
+                   [&](const mqttsn::upstream_connect& c) {
+                     spdlog::info("client {} ({}): connecting to the broker (clean session {}, keep-alive {} s{})",
+                                  r.client_id, r.to, c.clean_session, c.keep_alive, c.will ? ", will" : "");
+                     up_.connect(r.client_id, c);
+                   },
+                   [&](const mqttsn::upstream_publish& p) { up_.publish(r.client_id, p); },
+                   [&](const mqttsn::upstream_subscribe& s) { up_.subscribe(r.client_id, s); },
+                   [&](const mqttsn::upstream_unsubscribe& u) { up_.unsubscribe(r.client_id, u); },
+                   [&](const mqttsn::upstream_disconnect&) { up_.disconnect(r.client_id); },
+                   [&](const mqttsn::report& rep) {
+                     const bool warn = rep.what == mqttsn::event::congestion || rep.what == mqttsn::event::first_drop ||
+                                       rep.what == mqttsn::event::connect_refused ||
+                                       rep.what == mqttsn::event::resubscribe_failed;
+                     const auto level = warn ? spdlog::level::warn : spdlog::level::info;
+                     if (rep.detail.empty()) {
+                       spdlog::log(level, "client {} ({}): {}", r.client_id, r.to, event_name(rep.what));
+                     } else {
+                       spdlog::log(level, "client {} ({}): {}: {}", r.client_id, r.to, event_name(rep.what), rep.detail);
+                     }
+                   },
+               },
+               r.act);
+  }
+  out_.clear();
+  arm_session_timer();
+}
+
+void gateway::send(const std::string& to, std::span<const std::uint8_t> frame) {
+  if (spdlog::should_log(spdlog::level::trace)) {
+    std::string hex;
+    for (auto b : frame) hex += fmt::format("{:02X} ", b);
+    spdlog::trace("-> {}: {}", to, hex);
+  }
+  if (auto fwd = split_forwarded(to)) {
+    const auto wrapped = mqttsn::encode(mqttsn::encapsulated{0, std::move(fwd->second), mqttsn::bytes(frame.begin(), frame.end())});
+    if (auto* t = transport_for(fwd->first)) t->send(fwd->first, wrapped);
+    return;
+  }
+  if (auto* t = transport_for(to)) t->send(to, frame);
+}
+
+void gateway::broadcast(std::span<const std::uint8_t> frame) {
+  for (auto& t : transports_) t->broadcast(frame);
+}
+
+// One timer for all sessions: armed for the earliest deadline, moved only when that changes.
+void gateway::arm_session_timer() {
+  const auto next = table_.next_deadline();
+  if (!next || (armed_for_ && *armed_for_ <= *next)) return;
+  armed_for_ = next;
+  session_timer_.expires_at(*next);
+  session_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    armed_for_.reset();
+    table_.tick(mqttsn::clock::now(), out_);
+    execute();
+  });
+}
+
+void gateway::arm_stats_timer() {
+  if (cfg_.stats_interval.count() <= 0) return;
+  stats_timer_.expires_after(cfg_.stats_interval);
+  stats_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    log_stats();
+    arm_stats_timer();
+  });
+}
+
+void gateway::arm_advertise_timer() {
+  if (cfg_.advertise_interval.count() <= 0) return;
+  advertise_timer_.expires_after(cfg_.advertise_interval);
+  advertise_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    // A gateway advertises only while it can reach its broker (spec §6.1).
+    if (broker_up_) {
+      const auto seconds = std::min<std::int64_t>(cfg_.advertise_interval.count(), 65535);
+      broadcast(mqttsn::encode(mqttsn::advertise{cfg_.gateway_id, static_cast<std::uint16_t>(seconds)}));
+    }
+    arm_advertise_timer();
+  });
+}
+
+std::string gateway::stats_line() const {
+  const auto& c = stats_;
+  std::uint64_t decode_errors = 0;
+  for (auto n : c.decode_errors) decode_errors += n;
+  std::ostringstream s;
+  s << "clients=" << table_.size() << " frames_in=" << c.frames_in << " frames_out=" << c.frames_out
+    << " malformed=" << decode_errors;
+  for (std::size_t i = 0; i < c.decode_errors.size(); ++i) {
+    if (c.decode_errors[i] != 0) s << " malformed_" << mqttsn::to_string(static_cast<mqttsn::decode_error>(i)) << '=' << c.decode_errors[i];
+  }
+  s << " encapsulated_in=" << encapsulated_in_ << " unexpected=" << c.unexpected_messages
+    << " unknown_sender=" << c.unknown_sender << " too_large=" << c.frames_too_large << " connects=" << c.connects
+    << " connects_rejected=" << c.connects_rejected << " disconnects=" << c.disconnects << " sleeps=" << c.sleeps
+    << " wakeups=" << c.wakeups << " lost_keep_alive=" << c.lost_keep_alive << " lost_sleep=" << c.lost_sleep_expired
+    << " lost_retries=" << c.lost_retries << " wills=" << c.wills_published << " takeovers=" << c.takeovers
+    << " publishes_in=" << c.publishes_from_clients << " qos_m1=" << c.qos_m1_published
+    << " qos_m1_dropped=" << c.qos_m1_dropped << " qos0_dropped_broker_down=" << c.qos0_dropped_broker_down
+    << " invalid_topic_id=" << c.invalid_topic_id << " duplicates=" << c.duplicate_publishes
+    << " unknown_pubrel=" << c.unknown_pubrel << " publishes_out=" << c.publishes_to_clients
+    << " registers=" << c.registers_sent << " registrations_refused=" << c.registrations_refused
+    << " retransmissions=" << c.retransmissions << " buffered=" << c.buffered << " dropped_qos0=" << c.dropped_qos0
+    << " dropped_qos12=" << c.dropped_qos12 << " undeliverable=" << c.dropped_undeliverable
+    << " congestion=" << c.congestion << " broker=" << (broker_up_ ? "up" : "down");
+  return s.str();
+}
+
+void gateway::log_stats() const { spdlog::info("stats: {}", stats_line()); }
+
+}  // namespace gateway

@@ -1,0 +1,75 @@
+// The daemon's heart: owns the session table, feeds it frames from the transports and events from
+// the upstream, executes the actions it returns, and runs the timers (session deadlines, stats,
+// ADVERTISE). Decides nothing about MQTT-SN itself. Runs on one io_context thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gateway/config.hpp"
+#include "gateway/upstream.hpp"
+#include "mqttsn/counters.hpp"
+#include "mqttsn/session_table.hpp"
+#include "mqttsn/topics.hpp"
+#include "transports/transport.hpp"
+
+namespace gateway {
+
+class gateway {
+ public:
+  gateway(boost::asio::io_context& io, const config& cfg, upstream& up,
+          std::vector<std::unique_ptr<transports::transport>> transports);
+  gateway(const gateway&) = delete;
+  gateway& operator=(const gateway&) = delete;
+
+  void start();
+  void stop();
+
+  // One log line with every counter (also on SIGUSR1).
+  void log_stats() const;
+  std::string stats_line() const;
+  const mqttsn::counters& stats() const noexcept { return stats_; }
+  const mqttsn::session_table& sessions() const noexcept { return table_; }
+
+ private:
+  void on_frame(const std::string& from, std::span<const std::uint8_t> frame);
+  void on_upstream(const std::string& client_id, mqttsn::upstream_event event);
+  void execute();
+  void send(const std::string& to, std::span<const std::uint8_t> frame);
+  void broadcast(std::span<const std::uint8_t> frame);
+  void arm_session_timer();
+  void arm_stats_timer();
+  void arm_advertise_timer();
+  transports::transport* transport_for(const std::string& endpoint) const;
+
+  boost::asio::io_context& io_;
+  const config& cfg_;
+  upstream& up_;
+  std::vector<std::unique_ptr<transports::transport>> transports_;
+  mqttsn::predefined_topics predefined_;
+  mqttsn::counters stats_;
+  mqttsn::session_table table_;
+  std::vector<mqttsn::routed_action> out_;
+
+  boost::asio::steady_timer session_timer_;
+  std::optional<mqttsn::time_point> armed_for_;
+  boost::asio::steady_timer stats_timer_;
+  boost::asio::steady_timer advertise_timer_;
+  bool broker_up_ = false;  // the gateway-level connection
+  std::uint64_t encapsulated_in_ = 0;
+  bool stopped_ = false;
+};
+
+// Forwarder encapsulation (spec §5.5) at the edge: a client behind a forwarder is addressed as
+// "<forwarder endpoint>/fwd/<node id in hex>"; replies to it are wrapped again.
+std::string forwarded_endpoint(const std::string& forwarder, std::span<const std::uint8_t> node_id);
+// Splits a forwarded endpoint into (forwarder endpoint, node id); nullopt for a plain endpoint.
+std::optional<std::pair<std::string, mqttsn::bytes>> split_forwarded(const std::string& endpoint);
+
+}  // namespace gateway

@@ -1,0 +1,139 @@
+// mqttsn-gateway: parse the configuration, build the transports and the broker upstream, run one
+// io_context until SIGTERM/SIGINT. Errors at startup are one line on stderr and exit status 2.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "gateway/config.hpp"
+#include "gateway/gateway.hpp"
+#include "gateway/paho_upstream.hpp"
+#include "transports/udp_transport.hpp"
+
+namespace {
+
+spdlog::level::level_enum to_spdlog(gateway::log_level l) {
+  switch (l) {
+    case gateway::log_level::trace: return spdlog::level::trace;
+    case gateway::log_level::debug: return spdlog::level::debug;
+    case gateway::log_level::info: return spdlog::level::info;
+    case gateway::log_level::warn: return spdlog::level::warn;
+    case gateway::log_level::error: return spdlog::level::err;
+    case gateway::log_level::off: return spdlog::level::off;
+  }
+  return spdlog::level::info;
+}
+
+// systemd readiness (Type=notify) without linking libsystemd: one datagram to $NOTIFY_SOCKET.
+void notify_systemd(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || (path[0] != '/' && path[0] != '@')) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::size_t len = std::strlen(path);
+  if (len >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, path, len);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract socket
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  const auto addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+  (void)::sendto(fd, state, std::strlen(state), 0, reinterpret_cast<const sockaddr*>(&addr), addr_len);
+  ::close(fd);
+}
+
+std::string listen_text(const gateway::udp_listen& u) {
+  return u.host.find(':') != std::string::npos ? "[" + u.host + "]:" + std::to_string(u.port)
+                                                : u.host + ":" + std::to_string(u.port);
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+  gateway::config cfg;
+  try {
+    std::string text;
+    if (gateway::parse_config(argc, argv, cfg, text) == gateway::parse_outcome::exit_ok) {
+      std::cout << text;
+      return 0;
+    }
+    if (cfg.mode == gateway::gateway_mode::aggregating) {
+      throw gateway::config_error("--mode: 'aggregating' is not available yet (it comes with issue #6); use 'transparent'");
+    }
+  } catch (const gateway::config_error& e) {
+    std::cerr << "mqttsn-gateway: " << e.what() << '\n';
+    return 2;
+  }
+
+  auto logger = spdlog::stderr_color_mt("mqttsn-gateway");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(to_spdlog(cfg.level));
+
+  boost::asio::io_context io(1);
+
+  std::vector<std::unique_ptr<transports::transport>> transports;
+  for (std::size_t i = 0; i < cfg.udp.size(); ++i) {
+    transports::udp_options options;
+    options.host = cfg.udp[i].host;
+    options.port = cfg.udp[i].port;
+    options.max_frame_size = cfg.max_frame_size;
+    // The multicast group (if any) is served by the first listener of the same address family.
+    if (cfg.multicast && i == 0) options.multicast = std::make_pair(cfg.multicast->host, cfg.multicast->port);
+    try {
+      transports.push_back(std::make_unique<transports::udp_transport>(io, "udp" + std::to_string(i) + "/", options));
+    } catch (const std::exception& e) {
+      std::cerr << "mqttsn-gateway: --udp " << listen_text(cfg.udp[i]) << ": " << e.what() << '\n';
+      return 2;
+    }
+  }
+
+  gateway::paho_settings settings;
+  settings.broker = cfg.broker;
+  settings.gateway_client_id = cfg.effective_upstream_client_id();
+  settings.status_topic = cfg.effective_status_topic();
+  settings.connect_timeout = cfg.connect_timeout;
+  gateway::paho_upstream upstream(io, settings);
+
+  gateway::gateway gw(io, cfg, upstream, std::move(transports));
+  gw.start();
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
+  signals.add(SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGUSR1) {
+      gw.log_stats();
+    } else if (sig == SIGHUP) {
+      spdlog::warn("SIGHUP: configuration reload is not supported yet; nothing changed");
+    } else {
+      spdlog::info("signal {}: shutting down", sig);
+      notify_systemd("STOPPING=1");
+      gw.stop();
+      io.stop();
+      return;
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  std::string listening;
+  for (const auto& u : cfg.udp) listening += (listening.empty() ? "" : ", ") + listen_text(u);
+  spdlog::info("mqttsn-gateway {} (gateway id {}, {} mode) on UDP {}, broker {}", MQTTSN_VERSION, cfg.gateway_id,
+               "transparent", listening, cfg.broker);
+  notify_systemd("READY=1");
+  io.run();
+
+  gw.log_stats();
+  upstream.stop(std::chrono::seconds(3));
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,42 @@
+// The gateway's side toward the MQTT broker: an interface the gateway drives with the session's
+// intents (mqttsn::upstream_connect, upstream_publish, ...) and that answers with
+// mqttsn::upstream_event values. Implementations must deliver every event on the gateway's
+// io_context thread (post from their own threads); they never call into the core directly.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "mqttsn/session.hpp"
+
+namespace gateway {
+
+// The gateway-level connection (QoS -1 publishes, the gateway's status topic) has this client id
+// in calls and events; per-client connections use the MQTT-SN client id.
+inline constexpr std::string_view gateway_connection{};
+
+class upstream {
+ public:
+  // Called on the io_context thread with (client id, event). For the gateway-level connection the
+  // client id is empty.
+  using event_handler = std::function<void(const std::string& client_id, mqttsn::upstream_event event)>;
+
+  virtual ~upstream() = default;
+
+  // Starts the gateway-level connection (retained "online" on the status topic, will "offline")
+  // and keeps it up with backoff. Events go to `on_event`.
+  virtual void start(event_handler on_event) = 0;
+  // Disconnects everything cleanly (the status topic goes "offline" first); waits at most `timeout`.
+  virtual void stop(std::chrono::milliseconds timeout) = 0;
+
+  // Per-client intents (see docs/protocol-core.md, "Contract with the runtime").
+  virtual void connect(const std::string& client_id, const mqttsn::upstream_connect& c) = 0;
+  virtual void publish(const std::string& client_id, const mqttsn::upstream_publish& p) = 0;
+  virtual void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) = 0;
+  virtual void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) = 0;
+  virtual void disconnect(const std::string& client_id) = 0;
+};
+
+}  // namespace gateway

@@ -1,0 +1,70 @@
+// UDP transport (Boost.Asio): one socket per listen address, IPv4 or IPv6, and optionally a
+// multicast group for SEARCHGW/ADVERTISE/GWINFO. Endpoints are "<prefix><ip>:<port>" with IPv6
+// addresses in brackets ("udp0/[::1]:40000"). Sends never block: a datagram the kernel does not
+// take at once is dropped and counted (retransmission above covers QoS 1/2).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "transports/transport.hpp"
+
+namespace transports {
+
+struct udp_stats {
+  std::uint64_t datagrams_in = 0;
+  std::uint64_t datagrams_out = 0;
+  std::uint64_t oversize_dropped = 0;  // larger than max_frame_size
+  std::uint64_t send_errors = 0;       // kernel refused, or a bad endpoint string
+};
+
+struct udp_options {
+  std::string host;            // literal IPv4 or IPv6 address to bind
+  std::uint16_t port = 0;      // 0: any free port (tests)
+  std::size_t max_frame_size = 1024;
+  std::optional<std::pair<std::string, std::uint16_t>> multicast;  // group, port
+};
+
+class udp_transport final : public transport {
+ public:
+  // Binds at once: throws boost::system::system_error (e.g. address in use) so startup can fail
+  // with one clear line.
+  udp_transport(boost::asio::io_context& io, std::string prefix, const udp_options& options);
+
+  const std::string& prefix() const noexcept override { return prefix_; }
+  void start(frame_handler on_frame) override;
+  void send(const std::string& to, std::span<const std::uint8_t> frame) override;
+  void broadcast(std::span<const std::uint8_t> frame) override;
+  void stop() override;
+
+  std::uint16_t local_port() const;
+  const udp_stats& stats() const noexcept { return stats_; }
+
+  // "<prefix>1.2.3.4:5" / "<prefix>[::1]:5" <-> asio endpoints.
+  std::string to_endpoint(const boost::asio::ip::udp::endpoint& ep) const;
+  std::optional<boost::asio::ip::udp::endpoint> from_endpoint(const std::string& ep) const;
+
+ private:
+  struct receiver {
+    boost::asio::ip::udp::socket socket;
+    boost::asio::ip::udp::endpoint sender;
+    std::vector<std::uint8_t> buffer;
+  };
+  void receive(receiver& r);
+
+  std::string prefix_;
+  std::size_t max_frame_size_;
+  receiver unicast_;
+  std::optional<receiver> group_;
+  std::optional<boost::asio::ip::udp::endpoint> group_endpoint_;
+  frame_handler on_frame_;
+  udp_stats stats_;
+  bool stopped_ = false;
+};
+
+}  // namespace transports
