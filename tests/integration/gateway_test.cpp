@@ -1,0 +1,351 @@
+// End to end: MQTT-SN clients over UDP -> the real mqttsn-gateway binary -> a real Mosquitto on
+// loopback, checked by an MQTT client at the broker. One broker and one gateway per test.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "mqttsn/codec.hpp"
+#include "tests/integration/gateway_process.hpp"
+#include "tests/integration/harness.hpp"
+#include "tools/client/mqttsn_client.hpp"
+
+namespace itest {
+namespace {
+
+using namespace std::chrono_literals;
+using mqttsn::qos;
+using tools::predefined_topic;
+using tools::short_topic;
+using tools::topic_name;
+
+std::string text(const mqttsn::bytes& b) { return std::string(b.begin(), b.end()); }
+
+class GatewayEndToEnd : public ::testing::Test {
+ protected:
+  void start(std::vector<std::string> gateway_args = {"--predefined", "7=pre/seven"}, broker_options bo = {}) {
+    broker = std::make_unique<mosquitto_broker>(bo);
+    gateway = std::make_unique<gateway_process>(broker->uri(), std::move(gateway_args));
+    observer = std::make_unique<mqtt_test_client>(*broker);
+  }
+  void SetUp() override { start(); }
+
+  tools::client sensor(const std::string& id, std::uint16_t keep_alive = 30) {
+    tools::client_options o;
+    o.client_id = id;
+    o.keep_alive = keep_alive;
+    o.retry_interval = 500ms;
+    o.retry_count = 8;
+    return tools::client(gateway->host(), gateway->port(), o);
+  }
+
+  std::unique_ptr<mosquitto_broker> broker;
+  std::unique_ptr<gateway_process> gateway;
+  std::unique_ptr<mqtt_test_client> observer;
+};
+
+TEST_F(GatewayEndToEnd, qos_minus_one_with_predefined_and_short_topics_needs_no_connection) {
+  ASSERT_TRUE(observer->subscribe("#", 1));
+  auto c = sensor("qm1");
+  EXPECT_EQ(c.publish(predefined_topic{7}, "seven", qos::minus_one), mqttsn::return_code::accepted);
+  EXPECT_EQ(c.publish(short_topic{"ab"}, "short", qos::minus_one), mqttsn::return_code::accepted);
+  auto m = observer->wait_message("pre/seven");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "seven");
+  m = observer->wait_message("ab");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "short");
+  EXPECT_EQ(gateway->stat("qos_m1"), 2U);
+}
+
+TEST_F(GatewayEndToEnd, publishes_at_qos_0_1_2_reach_the_broker_at_that_qos) {
+  ASSERT_TRUE(observer->subscribe("up/#", 2));
+  auto c = sensor("pub");
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  for (int q = 0; q <= 2; ++q) {
+    const std::string topic = "up/q" + std::to_string(q);
+    EXPECT_EQ(c.publish(topic_name{topic}, "v" + std::to_string(q), static_cast<qos>(q)), mqttsn::return_code::accepted);
+    auto m = observer->wait_message(topic);
+    ASSERT_TRUE(m) << topic;
+    EXPECT_EQ(m->payload, "v" + std::to_string(q));
+    EXPECT_EQ(m->qos, q);
+  }
+  // Predefined and short ids from a connected client too.
+  ASSERT_TRUE(observer->subscribe("pre/seven", 1));
+  EXPECT_EQ(c.publish(predefined_topic{7}, "p", qos::at_least_once), mqttsn::return_code::accepted);
+  EXPECT_TRUE(observer->wait_message("pre/seven"));
+  c.disconnect();
+}
+
+TEST_F(GatewayEndToEnd, unknown_topic_id_is_answered_with_invalid_topic_id) {
+  auto c = sensor("bad-id");
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  EXPECT_EQ(c.publish(predefined_topic{99}, "x", qos::at_least_once), mqttsn::return_code::invalid_topic_id);
+}
+
+TEST_F(GatewayEndToEnd, subscriptions_deliver_at_qos_0_1_2_by_name_predefined_and_short_id) {
+  auto c = sensor("sub");
+  c.set_predefined(7, "pre/seven");
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  const auto named = c.subscribe(topic_name{"down/x"}, qos::exactly_once);
+  EXPECT_EQ(named.rc, mqttsn::return_code::accepted);
+  EXPECT_NE(named.id, 0);
+  EXPECT_EQ(c.subscribe(predefined_topic{7}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  EXPECT_EQ(c.subscribe(short_topic{"zz"}, qos::at_most_once).rc, mqttsn::return_code::accepted);
+
+  for (int q = 0; q <= 2; ++q) {
+    ASSERT_TRUE(observer->publish("down/x", "n" + std::to_string(q), q));
+    auto m = c.receive(5s);
+    ASSERT_TRUE(m) << "qos " << q;
+    EXPECT_EQ(m->topic, "down/x");
+    EXPECT_EQ(text(m->payload), "n" + std::to_string(q));
+    EXPECT_EQ(static_cast<int>(m->q), q);
+    EXPECT_EQ(m->id_type, mqttsn::topic_id_type::normal);
+    EXPECT_EQ(m->id, named.id);
+  }
+  ASSERT_TRUE(observer->publish("pre/seven", "p", 1));
+  auto m = c.receive(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->id_type, mqttsn::topic_id_type::predefined);
+  EXPECT_EQ(m->topic, "pre/seven");
+  ASSERT_TRUE(observer->publish("zz", "s", 0));
+  m = c.receive(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->id_type, mqttsn::topic_id_type::short_name);
+  EXPECT_EQ(m->topic, "zz");
+}
+
+TEST_F(GatewayEndToEnd, wildcard_subscription_registers_each_topic_before_publishing) {
+  auto c = sensor("wild");
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  const auto r = c.subscribe(topic_name{"w/#"}, qos::at_least_once);
+  EXPECT_EQ(r.rc, mqttsn::return_code::accepted);
+  EXPECT_EQ(r.id, 0);  // wildcards carry no id in SUBACK
+  ASSERT_TRUE(observer->publish("w/a/b", "1", 1));
+  ASSERT_TRUE(observer->publish("w/c", "2", 1));
+  auto m1 = c.receive(5s);
+  auto m2 = c.receive(5s);
+  ASSERT_TRUE(m1 && m2);
+  EXPECT_EQ(m1->topic, "w/a/b");  // resolved through the gateway's REGISTER
+  EXPECT_EQ(m2->topic, "w/c");
+  EXPECT_NE(m1->id, m2->id);
+  EXPECT_EQ(gateway->stat("registers"), 2U);
+}
+
+TEST_F(GatewayEndToEnd, retained_message_arrives_after_subscribe_with_retain_set) {
+  ASSERT_TRUE(observer->publish("state/door", "open", 1, true));
+  auto c = sensor("retained");
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  EXPECT_EQ(c.subscribe(topic_name{"state/door"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  auto m = c.receive(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(text(m->payload), "open");
+  EXPECT_TRUE(m->retain);
+}
+
+TEST_F(GatewayEndToEnd, will_is_published_when_the_client_goes_silent) {
+  ASSERT_TRUE(observer->subscribe("wills/#", 1));
+  auto c = sensor("mortal", 1);
+  ASSERT_EQ(c.connect(true, tools::will{"wills/mortal", {'g', 'o', 'n', 'e'}, qos::at_least_once, false}),
+            mqttsn::return_code::accepted);
+  // Silence: no PINGREQ. Lost after 1.5 x 1 s.
+  auto m = observer->wait_message("wills/mortal", 10s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "gone");
+  EXPECT_EQ(gateway->stat("lost_keep_alive"), 1U);
+  EXPECT_EQ(gateway->stat("wills"), 1U);
+}
+
+TEST_F(GatewayEndToEnd, clean_disconnect_publishes_no_will) {
+  ASSERT_TRUE(observer->subscribe("wills/#", 1));
+  auto c = sensor("polite", 1);
+  ASSERT_EQ(c.connect(true, tools::will{"wills/polite", {'x'}, qos::at_least_once, false}), mqttsn::return_code::accepted);
+  c.disconnect();
+  EXPECT_FALSE(observer->wait_message("wills/polite", 3s));
+}
+
+TEST_F(GatewayEndToEnd, will_update_changes_what_is_published) {
+  ASSERT_TRUE(observer->subscribe("wills/#", 1));
+  auto c = sensor("updater", 2);
+  ASSERT_EQ(c.connect(true, tools::will{"wills/old", {'o'}, qos::at_least_once, false}), mqttsn::return_code::accepted);
+  c.send_raw(mqttsn::encode(mqttsn::willtopicupd{qos::at_least_once, false, "wills/new"}));
+  auto resp = c.receive_raw(3s);
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(*resp, (mqttsn::bytes{0x03, 0x1B, 0x00}));
+  c.send_raw(mqttsn::encode(mqttsn::willmsgupd{{'n', 'e', 'w'}}));
+  resp = c.receive_raw(3s);
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(*resp, (mqttsn::bytes{0x03, 0x1D, 0x00}));
+  auto m = observer->wait_message("wills/#", 10s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->topic, "wills/new");
+  EXPECT_EQ(m->payload, "new");
+}
+
+TEST_F(GatewayEndToEnd, sleeping_client_gets_what_was_buffered_when_it_wakes) {
+  auto c = sensor("sleeper");
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  EXPECT_EQ(c.subscribe(topic_name{"sleep/#"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  c.sleep(30);
+  for (int cycle = 0; cycle < 2; ++cycle) {
+    const std::string a = "a" + std::to_string(cycle);
+    const std::string b = "b" + std::to_string(cycle);
+    ASSERT_TRUE(observer->publish("sleep/one", a, 1));
+    ASSERT_TRUE(observer->publish("sleep/two", b, 0));
+    ASSERT_TRUE(wait_until([&] { return gateway->stat("buffered") >= 2U * (static_cast<unsigned>(cycle) + 1); }, 5s));
+    const auto got = c.wake(10s);
+    ASSERT_EQ(got.size(), 2U) << "cycle " << cycle;
+    EXPECT_EQ(got[0].topic, "sleep/one");
+    EXPECT_EQ(text(got[0].payload), a);
+    EXPECT_EQ(got[1].topic, "sleep/two");
+    EXPECT_EQ(text(got[1].payload), b);
+  }
+  EXPECT_EQ(gateway->stat("wakeups"), 2U);
+}
+
+TEST_F(GatewayEndToEnd, searchgw_is_answered_with_gwinfo) {
+  auto c = sensor("searcher");
+  const auto id = c.searchgw(0, 3s);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(*id, 1);
+}
+
+TEST_F(GatewayEndToEnd, long_frames_use_the_three_byte_length_both_ways) {
+  gateway.reset();
+  gateway = std::make_unique<gateway_process>(broker->uri(), std::vector<std::string>{"--max-frame-size", "4096"});
+  ASSERT_TRUE(observer->subscribe("big/#", 1));
+  auto c = sensor("big");
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  const std::string up(600, 'u');
+  EXPECT_EQ(c.publish(topic_name{"big/up"}, up, qos::at_least_once), mqttsn::return_code::accepted);
+  auto m = observer->wait_message("big/up");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, up);
+  EXPECT_EQ(c.subscribe(topic_name{"big/down"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  const std::string down(1000, 'd');
+  ASSERT_TRUE(observer->publish("big/down", down, 1));
+  auto r = c.receive(5s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(text(r->payload), down);
+}
+
+TEST_F(GatewayEndToEnd, frames_over_the_maximum_are_dropped_and_counted) {
+  auto c = sensor("oversize");
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  mqttsn::bytes huge = mqttsn::encode(mqttsn::publish{false, qos::at_most_once, false, mqttsn::topic_id_type::short_name,
+                                                      mqttsn::short_topic_id('a', 'b'), 0, mqttsn::bytes(2000, 'x')});
+  c.send_raw(huge);
+  EXPECT_EQ(c.publish(short_topic{"ok"}, "fine", qos::at_least_once), mqttsn::return_code::accepted);
+  // The transport drops it before the core sees it: no PUBACK, and the session still works.
+  EXPECT_GE(gateway->stat("publishes_in"), 1U);
+}
+
+TEST_F(GatewayEndToEnd, malformed_frames_are_counted_while_other_clients_keep_working) {
+  ASSERT_TRUE(observer->subscribe("good/#", 1));
+  auto good = sensor("good");
+  ASSERT_EQ(good.connect(), mqttsn::return_code::accepted);
+  auto bad = sensor("bad");
+  const std::vector<mqttsn::bytes> corpus = {
+      {},                                        // empty datagram
+      {0x00},                                    // length 0
+      {0x05, 0x0C, 0x00},                        // length mismatch
+      {0x03, 0x03, 0x00},                        // reserved type
+      {0x09, 0x04, 0x04, 0x02, 0x00, 0x3C, 0x61, 0x62, 0x63},  // bad protocol id
+      {0x07, 0x0C, 0x03, 0x00, 0x01, 0x00, 0x00},              // reserved topic id type
+      {0x01, 0x00},                              // truncated long length
+      {0x04, 0x10, 0x00, 0x09},                  // PUBREL from an unknown address
+  };
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& f : corpus) bad.send_raw(f);
+    EXPECT_EQ(good.publish(topic_name{"good/r"}, std::to_string(round), qos::at_least_once), mqttsn::return_code::accepted);
+  }
+  for (int round = 0; round < 3; ++round) EXPECT_TRUE(observer->wait_message("good/r"));
+  ASSERT_TRUE(wait_until([&] { return gateway->stat("malformed") >= 21U; }, 5s));
+  const auto s = gateway->stats();
+  EXPECT_EQ(s.at("malformed"), 21U);  // 7 malformed frames a round, each counted by its reason
+  EXPECT_EQ(s.at("malformed_empty"), 3U);
+  EXPECT_EQ(s.at("malformed_zero_length"), 3U);
+  EXPECT_EQ(s.at("malformed_length_mismatch"), 3U);
+  EXPECT_EQ(s.at("malformed_reserved_type"), 3U);
+  EXPECT_EQ(s.at("malformed_bad_protocol_id"), 3U);
+  EXPECT_EQ(s.at("malformed_reserved_topic_id_type"), 3U);
+  EXPECT_EQ(s.at("malformed_truncated_length"), 3U);
+  EXPECT_EQ(s.at("unknown_sender"), 3U);  // the PUBREL is well-formed, but from nobody we know
+  EXPECT_EQ(s.at("clients"), 1U);
+}
+
+TEST_F(GatewayEndToEnd, ipv6_listener_serves_clients_on_loopback) {
+  gateway.reset();
+  const std::string udp = "[::1]:" + std::to_string(free_port(true));
+  try {
+    gateway = std::make_unique<gateway_process>(broker->uri(), std::vector<std::string>{}, udp);
+  } catch (const std::exception& e) {
+    GTEST_FAIL() << "IPv6 gateway did not start: " << e.what();
+  }
+  ASSERT_TRUE(observer->subscribe("v6/#", 1));
+  tools::client_options o;
+  o.client_id = "six";
+  tools::client c("::1", gateway->port(), o);
+  ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
+  EXPECT_EQ(c.publish(topic_name{"v6/hello"}, "world", qos::at_least_once), mqttsn::return_code::accepted);
+  auto m = observer->wait_message("v6/hello");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "world");
+}
+
+TEST_F(GatewayEndToEnd, broker_restart_loses_no_qos1_message) {
+  broker_options bo;
+  bo.persistence = true;
+  observer.reset();
+  gateway.reset();
+  broker = std::make_unique<mosquitto_broker>(bo);
+  gateway = std::make_unique<gateway_process>(broker->uri(), std::vector<std::string>{});
+  client_options keep;
+  keep.client_id = "observer-kept";
+  keep.clean_session = false;
+  observer = std::make_unique<mqtt_test_client>(*broker, keep);
+  ASSERT_TRUE(observer->subscribe("r/#", 1));
+
+  // A sensor's own retry budget must outlast the outage (defaults: 3 x 10 s); reconnecting costs
+  // Paho C 1.3.12 up to ~2 s per attempt on top of the backoff (README, known limitations).
+  tools::client_options o;
+  o.client_id = "restart";
+  o.keep_alive = 60;
+  o.retry_interval = 1s;
+  o.retry_count = 20;
+  tools::client c(gateway->host(), gateway->port(), o);
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  constexpr int total = 40;
+  std::jthread restarter;
+  for (int i = 0; i < total; ++i) {
+    if (i == total / 2) {
+      broker->stop();  // in flight: the next publishes wait, unacknowledged, for the broker
+      restarter = std::jthread([&] {
+        std::this_thread::sleep_for(300ms);
+        broker->start();
+      });
+    }
+    try {
+      EXPECT_EQ(c.publish(topic_name{"r/" + std::to_string(i)}, std::to_string(i), qos::at_least_once),
+                mqttsn::return_code::accepted)
+          << i;
+    } catch (const std::exception& e) {
+      FAIL() << "message " << i << ": " << e.what() << "\ngateway log:\n" << gateway->log();
+    }
+  }
+  restarter.join();
+  ASSERT_TRUE(observer->connect());  // the observer's own session survived in the broker
+  std::set<std::string> seen;
+  wait_until(
+      [&] {
+        for (const auto& m : observer->received()) seen.insert(m.payload);
+        return seen.size() == total;
+      },
+      15s);
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(total));
+  EXPECT_GE(gateway->stat("broker"), 1U);
+}
+
+}  // namespace
+}  // namespace itest
