@@ -1,11 +1,7 @@
 #include "tests/integration/gateway_process.hpp"
 
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#include <fcntl.h>
 
 #include <fstream>
 #include <sstream>
@@ -13,15 +9,9 @@
 
 #include "tools/client/mqttsn_client.hpp"
 
-extern char** environ;
-
 namespace itest {
 
 namespace {
-
-bool reap(pid_t pid, std::chrono::milliseconds timeout, int& status) {
-  return wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout);
-}
 
 std::size_t count_of(const std::string& haystack, const std::string& needle) {
   std::size_t n = 0;
@@ -45,17 +35,8 @@ gateway_process::gateway_process(const std::string& broker_uri, std::vector<std:
   }
   std::vector<std::string> args{MQTTSN_GATEWAY_BIN, "--broker", broker_uri, "--udp", udp, "--stats-interval", "0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t files;
-  posix_spawn_file_actions_init(&files);
-  posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&files, STDERR_FILENO, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  const int rc = posix_spawn(&pid_, argv[0], &files, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&files);
-  if (rc != 0) throw std::runtime_error(std::string("cannot start ") + MQTTSN_GATEWAY_BIN);
+  // Killed with the test process even if a test crashes: no stray daemons, no inherited sockets.
+  pid_ = spawn_process(args, log_path_);
 
   // Ready: connected to the broker, and answering on its UDP port.
   const bool connected = wait_until([&] { return log_contains("upstream: connected") || log_contains("connected to broker"); },
@@ -111,14 +92,7 @@ std::map<std::string, std::uint64_t> gateway_process::stats() {
 
 int gateway_process::stop(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return -1;
-  int status = 0;
-  ::kill(pid_, SIGTERM);
-  if (!reap(pid_, timeout, status)) {
-    ::kill(pid_, SIGKILL);
-    reap(pid_, std::chrono::seconds(5), status);
-    pid_ = -1;
-    return -1;
-  }
+  const int status = stop_process(pid_, timeout);
   pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -6,7 +6,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -63,17 +65,6 @@ bool accepts_tcp(std::uint16_t port) {
   return ::connect(s.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
 }
 
-// Waits for `pid` until `timeout`; true once it has exited (and was reaped).
-bool reap(pid_t pid, std::chrono::milliseconds timeout) {
-  return wait_until(
-      [pid] {
-        int status = 0;
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        return r == pid || (r < 0 && errno == ECHILD);
-      },
-      timeout);
-}
-
 // Closes every descriptor above stderr in a freshly forked child (async-signal-safe).
 void close_inherited_fds() {
   if (::close_range(3, UINT_MAX, 0) == 0) return;
@@ -81,24 +72,120 @@ void close_inherited_fds() {
   for (long fd = 3; fd < (max > 0 ? max : 65536); ++fd) ::close(static_cast<int>(fd));
 }
 
-// Runs a program to completion with stdout/stderr to `log`; returns its exit status.
-int run(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+// Forks every child process from one thread that lives as long as the test process:
+// PR_SET_PDEATHSIG fires when the *thread* that forked ends, so forking from a test's own thread
+// (a std::jthread that restarts a broker, say) would kill the child when that thread returns.
+class spawner {
+ public:
+  static spawner& instance() {
+    static spawner s;
+    return s;
+  }
+
+  pid_t spawn(std::function<pid_t()> fork_child) {
+    std::packaged_task<pid_t()> task(std::move(fork_child));
+    auto pid = task.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    return pid.get();
+  }
+
+  ~spawner() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  spawner(const spawner&) = delete;
+  spawner& operator=(const spawner&) = delete;
+
+ private:
+  spawner() : thread_([this] { loop(); }) {}
+
+  void loop() {
+    for (;;) {
+      std::packaged_task<pid_t()> task;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<pid_t()>> tasks_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: starts once the rest exists
+};
+
+}  // namespace
+
+pid_t spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  if (argv.empty()) fail("spawn_process: no program");
+  // Everything the child needs is prepared here: after fork() it may only make
+  // async-signal-safe calls (the test process has other threads).
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) fail_errno("fork");
-  if (pid == 0) {
-    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  const std::string log_file = log.string();
+  const pid_t parent = ::getpid();
+  const pid_t pid = spawner::instance().spawn([&]() -> pid_t {
+    const pid_t child = ::fork();
+    if (child < 0) return -errno;  // errno is per thread: carry it back
+    if (child != 0) return child;
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);  // the test process is gone already
+    const int null_in = ::open("/dev/null", O_RDONLY);
+    if (null_in >= 0) ::dup2(null_in, 0);
+    const int out = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out >= 0) {
       ::dup2(out, 1);
       ::dup2(out, 2);
     }
-    close_inherited_fds();
+    close_inherited_fds();  // never hold copies of the test's sockets
     ::execv(args[0], args.data());
     ::_exit(127);
+  });
+  if (pid < 0) {
+    errno = -pid;
+    fail_errno("fork " + argv.front());
   }
+  return pid;
+}
+
+int stop_process(pid_t pid, std::chrono::milliseconds grace) {
+  if (pid <= 0) return -1;
+  int status = -1;
+  const auto reaped = [&] {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    return r == pid || (r < 0 && errno == ECHILD);
+  };
+  if (grace.count() > 0) {
+    ::kill(pid, SIGTERM);
+    if (wait_until(reaped, grace)) return status;
+  }
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+namespace {
+
+// Runs a program to completion with stdout/stderr to `log`; returns its exit code (-1: killed).
+int run(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  const pid_t pid = spawn_process(argv, log);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -211,26 +298,8 @@ void mosquitto_broker::start() {
 }
 
 bool mosquitto_broker::try_start() {
-  const auto conf = (dir_.path() / "mosquitto.conf").string();
-  const auto logfile = (dir_.path() / "mosquitto.log").string();
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) fail_errno("fork");
-  if (pid == 0) {
-    // Only async-signal-safe calls until exec: the test process has other threads.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);
-    const int null_in = ::open("/dev/null", O_RDONLY);
-    if (null_in >= 0) ::dup2(null_in, 0);
-    const int out = ::open(logfile.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (out >= 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-    }
-    close_inherited_fds();  // never hold copies of the test's sockets
-    ::execl(binary, binary, "-c", conf.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const pid_t pid = spawn_process({binary, "-c", (dir_.path() / "mosquitto.conf").string()},
+                                  dir_.path() / "mosquitto.log");
   pid_ = pid;
   bool exited = false;
   const bool up = wait_until(
@@ -256,19 +325,12 @@ bool mosquitto_broker::try_start() {
 }
 
 void mosquitto_broker::stop() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGTERM);
-  if (!reap(pid_, 5s)) {
-    ::kill(pid_, SIGKILL);
-    reap(pid_, 5s);
-  }
+  stop_process(pid_, 5s);
   pid_ = -1;
 }
 
 void mosquitto_broker::kill() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  reap(pid_, 5s);
+  stop_process(pid_, 0ms);
   pid_ = -1;
 }
 

@@ -46,6 +46,15 @@ bool wait_until(P pred, std::chrono::milliseconds timeout) {
   }
 }
 
+// Starts a program (argv[0]: its path) with stdin from /dev/null, stdout and stderr appended to
+// `log`, none of the test process's descriptors (no stray copies of its sockets), and SIGKILL as
+// soon as the test process dies (PR_SET_PDEATHSIG, armed from a harness thread that lives as long
+// as the process, so the calling thread may end). Throws std::system_error if fork fails.
+pid_t spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& log);
+// SIGTERM, up to `grace` for it to exit, then SIGKILL (at once if grace is 0); always reaps.
+// Returns the status as waitpid() reports it (-1 for pid <= 0).
+int stop_process(pid_t pid, std::chrono::milliseconds grace = 5s);
+
 // A directory under $TMPDIR (or /tmp), removed with everything in it by the destructor.
 class temp_dir {
  public:
@@ -72,8 +81,8 @@ struct broker_options {
 
 // /usr/sbin/mosquitto on 127.0.0.1 with a config of our own in a temp dir. The constructor starts
 // it and waits (bounded) until it accepts TCP connections; throws std::runtime_error (with the
-// broker's log) if it does not. The destructor always kills it. The broker gets SIGKILL if the
-// thread that started it dies (PR_SET_PDEATHSIG), so a crashed test leaves no stray process.
+// broker's log) if it does not. The destructor always kills it, and it dies with the test process
+// (spawn_process), so a crashed test leaves no stray broker. start() may run on any thread.
 class mosquitto_broker {
  public:
   static constexpr const char* binary = "/usr/sbin/mosquitto";
