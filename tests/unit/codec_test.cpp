@@ -1,5 +1,6 @@
 // MQTT-SN v1.2 codec: the byte vectors of PROTOCOL.md §2 both ways, every decode_error, the Length
 // boundaries, big-endian fields, and robustness against truncated and mutated frames.
+#include "hex.hpp"
 #include "mqttsn/codec.hpp"
 
 #include <algorithm>
@@ -20,6 +21,9 @@
 
 namespace {
 
+using test_hex::hex;
+using test_hex::to_hex;
+
 using mqttsn::bytes;
 using mqttsn::decode_error;
 using mqttsn::message;
@@ -27,36 +31,7 @@ using mqttsn::qos;
 using mqttsn::return_code;
 using mqttsn::topic_id_type;
 
-// "05 00 01 03 84" -> bytes. Spaces are ignored.
-bytes hex(std::string_view text) {
-  bytes out;
-  int high = -1;
-  for (const char c : text) {
-    int nibble = -1;
-    if (c >= '0' && c <= '9') nibble = c - '0';
-    if (c >= 'A' && c <= 'F') nibble = c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') nibble = c - 'a' + 10;
-    if (nibble < 0) continue;
-    if (high < 0) {
-      high = nibble;
-    } else {
-      out.push_back(static_cast<std::uint8_t>((high << 4) | nibble));
-      high = -1;
-    }
-  }
-  return out;
-}
 
-std::string to_hex(const bytes& frame) {
-  static constexpr std::string_view digits = "0123456789ABCDEF";
-  std::string out;
-  for (const std::uint8_t b : frame) {
-    if (!out.empty()) out += ' ';
-    out += digits[b >> 4U];
-    out += digits[b & 0x0FU];
-  }
-  return out;
-}
 
 bytes concat(bytes head, const bytes& tail) {
   head.insert(head.end(), tail.begin(), tail.end());

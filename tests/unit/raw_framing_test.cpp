@@ -14,35 +14,20 @@
 
 #include <gtest/gtest.h>
 
+#include "hex.hpp"
 #include "mqttsn/codec.hpp"
 #include "mqttsn/message.hpp"
 #include "transports/framing/raw.hpp"
 
 namespace {
 
+using test_hex::hex;
+
 using transports::framing::bytes;
 using transports::framing::raw_deframer;
 using transports::framing::raw_deframer_counters;
 namespace fr = transports::framing;
 
-bytes hex(std::string_view text) {
-  bytes out;
-  int high = -1;
-  for (const char c : text) {
-    int nibble = -1;
-    if (c >= '0' && c <= '9') nibble = c - '0';
-    if (c >= 'A' && c <= 'F') nibble = c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') nibble = c - 'a' + 10;
-    if (nibble < 0) continue;
-    if (high < 0) {
-      high = nibble;
-    } else {
-      out.push_back(static_cast<std::uint8_t>((high << 4) | nibble));
-      high = -1;
-    }
-  }
-  return out;
-}
 
 bytes concat(std::initializer_list<bytes> parts) {
   bytes out;

@@ -2,31 +2,21 @@
 // shows decoded frames, not raw bytes) and shorthands for building expected action lists.
 #pragma once
 
-#include <cstdio>
 #include <initializer_list>
 #include <ostream>
 #include <string>
 
+#include "hex.hpp"
 #include "mqttsn/codec.hpp"
 #include "mqttsn/session.hpp"
 
 namespace mqttsn {
 
-inline std::string hex(const bytes& b) {
-  std::string s;
-  char buf[4];
-  for (auto c : b) {
-    std::snprintf(buf, sizeof buf, "%02X ", c);
-    s += buf;
-  }
-  if (!s.empty()) s.pop_back();
-  return s;
-}
 
 // gtest prints a variant through its alternative, so each action type gets its own printer.
 inline void PrintTo(const send_frame& x, std::ostream* os) {
   auto d = decode(x.frame);
-  *os << "send_frame{" << hex(x.frame) << " = "
+  *os << "send_frame{" << test_hex::to_hex(x.frame) << " = "
       << (std::holds_alternative<message>(d) ? name_of(type_of(std::get<message>(d))) : "undecodable") << "}";
 }
 inline void PrintTo(const upstream_connect& x, std::ostream* os) {

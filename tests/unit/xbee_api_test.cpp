@@ -2,6 +2,7 @@
 // the worked frames of SERIAL.md both ways in both modes, byte splits, resynchronisation after
 // garbage, bad checksums, bad lengths and (API mode 2) a 0x7E mid-frame, and the frame parsers and
 // encoders. Checksums written in comments were added up by hand: 0xFF - (sum of frame data & 0xFF).
+#include "hex.hpp"
 #include "transports/framing/xbee_api.hpp"
 
 #include <algorithm>
@@ -20,42 +21,16 @@
 
 namespace {
 
+using test_hex::hex;
+using test_hex::to_hex;
+
 using transports::framing::bytes;
 using transports::framing::xbee_deframer;
 using transports::framing::xbee_deframer_counters;
 using transports::framing::xbee_mode;
 namespace fr = transports::framing;
 
-// "7E 00 02" -> bytes. Spaces are ignored.
-bytes hex(std::string_view text) {
-  bytes out;
-  int high = -1;
-  for (const char c : text) {
-    int nibble = -1;
-    if (c >= '0' && c <= '9') nibble = c - '0';
-    if (c >= 'A' && c <= 'F') nibble = c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') nibble = c - 'a' + 10;
-    if (nibble < 0) continue;
-    if (high < 0) {
-      high = nibble;
-    } else {
-      out.push_back(static_cast<std::uint8_t>((high << 4) | nibble));
-      high = -1;
-    }
-  }
-  return out;
-}
 
-std::string to_hex(const bytes& data) {
-  static constexpr std::string_view digits = "0123456789ABCDEF";
-  std::string out;
-  for (const std::uint8_t b : data) {
-    if (!out.empty()) out += ' ';
-    out += digits[b >> 4U];
-    out += digits[b & 0x0FU];
-  }
-  return out;
-}
 
 std::vector<std::string> to_hex(const std::vector<bytes>& frames) {
   std::vector<std::string> out;
