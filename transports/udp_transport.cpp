@@ -33,7 +33,15 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
     group_->socket.open(group_endpoint_->protocol());
     group_->socket.set_option(udp::socket::reuse_address(true));
     group_->socket.bind(udp::endpoint(group.is_v6() ? udp::v6() : udp::v4(), options.multicast->second));
-    group_->socket.set_option(asio::ip::multicast::join_group(group));
+    // Bound to one interface's IPv4 address: the group lives on that interface (also how tests
+    // keep multicast on loopback). Bound to any address: the kernel's default interface.
+    const bool pinned = address.is_v4() && group.is_v4() && !address.is_unspecified();
+    if (pinned) {
+      group_->socket.set_option(asio::ip::multicast::join_group(group.to_v4(), address.to_v4()));
+      unicast_.socket.set_option(asio::ip::multicast::outbound_interface(address.to_v4()));
+    } else {
+      group_->socket.set_option(asio::ip::multicast::join_group(group));
+    }
     // Our own broadcasts go out of the unicast socket; keep them on the local link.
     unicast_.socket.set_option(asio::ip::multicast::hops(1));
   }
@@ -82,7 +90,8 @@ void udp_transport::start(frame_handler on_frame) {
 void udp_transport::receive(receiver& r) {
   r.socket.async_receive_from(asio::buffer(r.buffer), r.sender, [this, &r](boost::system::error_code ec, std::size_t n) {
     if (ec == asio::error::operation_aborted || stopped_) return;
-    if (!ec) {
+    const bool own_echo = !ec && &r != &unicast_ && r.sender == unicast_.socket.local_endpoint();
+    if (!ec && !own_echo) {  // our own ADVERTISE/GWINFO looped back to the group socket: skip
       ++stats_.datagrams_in;
       if (n > max_frame_size_) {
         ++stats_.oversize_dropped;
@@ -91,7 +100,7 @@ void udp_transport::receive(receiver& r) {
       } else {
         on_frame_(to_endpoint(r.sender), std::span<const std::uint8_t>(r.buffer.data(), n));
       }
-    } else {
+    } else if (ec) {
       // ICMP port unreachable from an earlier send and similar: not fatal for a UDP server.
       spdlog::debug("{}: receive: {}", prefix_, ec.message());
     }

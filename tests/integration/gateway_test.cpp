@@ -1,5 +1,11 @@
 // End to end: MQTT-SN clients over UDP -> the real mqttsn-gateway binary -> a real Mosquitto on
 // loopback, checked by an MQTT client at the broker. One broker and one gateway per test.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -345,6 +351,74 @@ TEST_F(GatewayEndToEnd, broker_restart_loses_no_qos1_message) {
       15s);
   EXPECT_EQ(seen.size(), static_cast<std::size_t>(total));
   EXPECT_GE(gateway->stat("broker"), 1U);
+}
+
+// A UDP socket for the multicast test: joined to `group` on the loopback interface when
+// `join`, multicasting through loopback, so nothing leaves the machine.
+class loopback_udp {
+ public:
+  loopback_udp(const std::string& group, std::uint16_t port, bool join) {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const int yes = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    local.sin_port = htons(join ? port : 0);
+    local.sin_addr.s_addr = htonl(join ? INADDR_ANY : INADDR_LOOPBACK);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) throw std::runtime_error("bind");
+    in_addr lo{};
+    lo.s_addr = htonl(INADDR_LOOPBACK);
+    ::setsockopt(fd_, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof lo);
+    if (join) {
+      ip_mreq m{};
+      ::inet_pton(AF_INET, group.c_str(), &m.imr_multiaddr);
+      m.imr_interface = lo;
+      if (::setsockopt(fd_, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) != 0) throw std::runtime_error("join");
+    }
+  }
+  ~loopback_udp() { ::close(fd_); }
+  loopback_udp(const loopback_udp&) = delete;
+  loopback_udp& operator=(const loopback_udp&) = delete;
+
+  void send_to(const std::string& host, std::uint16_t port, const mqttsn::bytes& frame) {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    ::inet_pton(AF_INET, host.c_str(), &to.sin_addr);
+    ::sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  }
+  // The next datagram equal to `want` within `timeout` (others are skipped).
+  bool expect(const mqttsn::bytes& want, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      std::uint8_t buf[512];
+      const auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n > 0 && mqttsn::bytes(buf, buf + n) == want) return true;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+TEST(GatewayMulticast, advertise_and_searchgw_over_a_loopback_multicast_group) {
+  mosquitto_broker broker;
+  const std::uint16_t group_port = free_port(true);
+  const std::string group = "239.255.77." + std::to_string(1 + group_port % 250);
+  gateway_process gw(broker.uri(), {"--gateway-id", "9", "--advertise-interval", "1", "--multicast",
+                                    group + ":" + std::to_string(group_port)});
+  loopback_udp listener(group, group_port, true);
+  // ADVERTISE every second, duration 1 s, to the group.
+  EXPECT_TRUE(listener.expect(mqttsn::bytes{0x05, 0x00, 0x09, 0x00, 0x01}, 5s));
+  // SEARCHGW to the group: GWINFO back to the sender by unicast, and to the group.
+  loopback_udp searcher(group, group_port, false);
+  searcher.send_to(group, group_port, mqttsn::bytes{0x03, 0x01, 0x00});
+  EXPECT_TRUE(searcher.expect(mqttsn::bytes{0x03, 0x02, 0x09}, 5s));
+  EXPECT_TRUE(listener.expect(mqttsn::bytes{0x03, 0x02, 0x09}, 5s));
 }
 
 }  // namespace
