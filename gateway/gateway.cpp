@@ -75,8 +75,7 @@ std::optional<std::pair<std::string, mqttsn::bytes>> split_forwarded(const std::
 
 gateway::gateway(asio::io_context& io, const config& cfg, upstream& up,
                  std::vector<std::unique_ptr<transports::transport>> transports)
-    : io_(io),
-      cfg_(cfg),
+    : cfg_(cfg),
       up_(up),
       transports_(std::move(transports)),
       table_(mqttsn::table_config{cfg.max_clients, cfg.gateway_id}, cfg.session(), predefined_, stats_),

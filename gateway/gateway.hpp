@@ -48,7 +48,6 @@ class gateway {
   void arm_advertise_timer();
   transports::transport* transport_for(const std::string& endpoint) const;
 
-  boost::asio::io_context& io_;
   const config& cfg_;
   upstream& up_;
   std::vector<std::unique_ptr<transports::transport>> transports_;
