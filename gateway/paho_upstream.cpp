@@ -414,7 +414,7 @@ void paho_upstream::start(event_handler on_event) {
   on_event_ = std::move(on_event);
   if (stopped_ || links_.contains(std::string(gateway_connection))) return;
   auto l = make_link(std::string(gateway_connection), true);
-  l->options.set_clean_session(true);
+  l->options.set_clean_session(settings_.gateway_clean_session);
   l->options.set_keep_alive_interval(static_cast<int>(settings_.gateway_keep_alive.count()));
   l->options.set_will(mqtt::will_options(settings_.status_topic,
                                          mqtt::binary_ref(mqtt::binary("offline")), 1, true));

@@ -29,7 +29,9 @@
 //     connection (and always for the gateway-level one) it is retried at reconnect_max pace.
 //   - The gateway-level connection (client id `gateway_connection`, i.e. "") has will "offline"
 //     (QoS 1, retained) on the status topic, publishes a retained "online" on every (re)connect
-//     and is kept up forever. Its events go to the handler too, with an empty client id.
+//     and is kept up forever. Its events go to the handler too, with an empty client id; it takes
+//     publish/subscribe/unsubscribe with refs like any connection (aggregating mode runs every
+//     client over it). Its clean session is paho_settings::gateway_clean_session.
 //   - Events go to the handler given to start(); without start() they are dropped.
 //   - Logs: info for the broker going down / coming back (one line each, whatever the number of
 //     connections) and for refusals with the broker's reason; debug for everything else.
@@ -80,6 +82,9 @@ struct paho_settings {
   std::chrono::milliseconds reconnect_max{30'000};   // backoff cap
   double reconnect_jitter = 0.25;                    // each delay is scaled by 1 +- this (random)
   std::chrono::seconds gateway_keep_alive{60};       // keep-alive of the gateway-level connection
+  // Clean session of the gateway-level connection: true in transparent mode; aggregating mode
+  // sets false (the broker keeps the shared session's subscriptions and QoS 1/2 messages).
+  bool gateway_clean_session = true;
   std::chrono::milliseconds disconnect_timeout{
       1'000};  // DISCONNECT waits this long for in-flight acks
 };
