@@ -289,6 +289,10 @@ bool is_file_key(const key_info& k) {
 constexpr std::array<const char*, 6> log_level_names = {"trace", "debug", "info",
                                                         "warn",  "error", "off"};
 constexpr std::array<const char*, 2> mode_names = {"transparent", "aggregating"};
+constexpr std::array<const char*, 3> serial_framing_names = {"xbee-api1", "xbee-api2", "raw"};
+constexpr std::array<const char*, 3> serial_flow_names = {"none", "rtscts", "xonxoff"};
+constexpr std::array<unsigned, 11> standard_bauds = {1200,  2400,   4800,   9600,   19200, 38400,
+                                                      57600, 115200, 230400, 460800, 921600};
 
 template <typename Enum, std::size_t N>
 Enum parse_enum(const std::string& where, const std::string& value,
@@ -391,6 +395,52 @@ const std::vector<key_info>& keys() {
        [](const config& c) { return std::to_string(c.max_frame_size); },
        [](config& c, const std::string& w, const std::string& v) {
          c.max_frame_size = static_cast<std::size_t>(parse_unsigned(w, v, 16, 65535));
+       }},
+
+      // Serial transport
+      {"serial", "Serial transport", "DEVICE",
+       "serial device of an XBee coordinator or MCU bridge (a /dev/serial/by-id/ path is best)",
+       key_kind::single, [](const config& c) { return c.serial; },
+       [](config& c, const std::string& w, const std::string& v) {
+         if (!v.empty() && !v.starts_with('/')) {
+           fail(w, in_quotes(v) + " is not an absolute device path (e.g. /dev/ttyUSB0)");
+         }
+         c.serial = v;
+       },
+       "off"},
+      {"serial-baud", "Serial transport", "N",
+       "line speed: 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600",
+       key_kind::single, [](const config& c) { return std::to_string(c.serial_baud); },
+       [](config& c, const std::string& w, const std::string& v) {
+         const auto baud = parse_unsigned(w, v, 1, 4'000'000);
+         if (!is_standard_baud(static_cast<unsigned>(baud))) {
+           fail(w, in_quotes(v) + " is not a standard baud rate (1200, 2400, 4800, 9600, 19200, "
+                                  "38400, 57600, 115200, 230400, 460800 or 921600)");
+         }
+         c.serial_baud = static_cast<unsigned>(baud);
+       }},
+      {"serial-framing", "Serial transport", "FRAMING",
+       "xbee-api1 (XBee AP=1), xbee-api2 (XBee AP=2, escaped) or raw (bare MQTT-SN)",
+       key_kind::single,
+       [](const config& c) -> std::string {
+         return serial_framing_names.at(static_cast<std::size_t>(c.serial_frame));
+       },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.serial_frame = parse_enum<serial_framing>(w, v, serial_framing_names);
+       }},
+      {"serial-flow", "Serial transport", "FLOW", "flow control: none, rtscts or xonxoff",
+       key_kind::single,
+       [](const config& c) -> std::string {
+         return serial_flow_names.at(static_cast<std::size_t>(c.serial_flow_control));
+       },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.serial_flow_control = parse_enum<serial_flow>(w, v, serial_flow_names);
+       }},
+      {"serial-max-frame-size", "Serial transport", "BYTES",
+       "larger MQTT-SN frames on the serial line are refused and counted (16..65535)",
+       key_kind::single, [](const config& c) { return std::to_string(c.serial_max_frame_size); },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.serial_max_frame_size = static_cast<std::size_t>(parse_unsigned(w, v, 16, 65535));
        }},
 
       // Gateway
@@ -640,6 +690,10 @@ mqttsn::table_config config::table() const {
   t.max_clients = max_clients;
   t.gateway_id = gateway_id;
   return t;
+}
+
+bool is_standard_baud(unsigned baud) noexcept {
+  return std::find(standard_bauds.begin(), standard_bauds.end(), baud) != standard_bauds.end();
 }
 
 udp_listen parse_udp_listen(const std::string& key, const std::string& value) {

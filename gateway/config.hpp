@@ -20,6 +20,10 @@ namespace gateway {
 
 enum class gateway_mode : std::uint8_t { transparent, aggregating };
 enum class log_level : std::uint8_t { trace, debug, info, warn, error, off };
+// --serial-framing: XBee API mode 1, XBee API mode 2 (escaped), or bare MQTT-SN length framing.
+enum class serial_framing : std::uint8_t { xbee_api1, xbee_api2, raw };
+// --serial-flow: none, hardware RTS/CTS, software XON/XOFF.
+enum class serial_flow : std::uint8_t { none, rtscts, xonxoff };
 
 // A UDP listen address: IPv4 "0.0.0.0:1884" or IPv6 "[::1]:1884".
 struct udp_listen {
@@ -44,6 +48,12 @@ struct config {
   std::size_t max_clients = 1000;
   std::size_t sleep_buffer = 100;  // messages queued per client (asleep or not)
   std::size_t max_frame_size = 1024;
+  // Serial transport: off while `serial` (the device path) is empty.
+  std::string serial;
+  unsigned serial_baud = 9600;
+  serial_framing serial_frame = serial_framing::xbee_api2;
+  serial_flow serial_flow_control = serial_flow::none;
+  std::size_t serial_max_frame_size = 255;  // the radio payload (NP) limit, raw lines too
   std::chrono::milliseconds connect_timeout{5'000};
   std::string upstream_client_id;  // default derived from the gateway id: "mqttsn-gw-<id>"
   std::string status_topic;        // default "mqttsn/gateway/<id>/status"
@@ -75,6 +85,9 @@ enum class parse_outcome : std::uint8_t { run, exit_ok };  // exit_ok after --he
 // value of upstream-client-id, status-topic, multicast or predefined-file means the default
 // (derived, off, none); --config, --help and --version are command-line only.
 parse_outcome parse_config(int argc, const char* const argv[], config& cfg, std::string& out);
+
+// The baud rates --serial-baud accepts (the standard termios rates from 1200 up).
+bool is_standard_baud(unsigned baud) noexcept;
 
 // Parses "host:port" / "[v6]:port": an IPv4 or IPv6 literal (no host names) and a port 1..65535.
 // `key` starts the error message verbatim ("--udp", or a config-file location and key).

@@ -14,9 +14,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "gateway/aggregating_upstream.hpp"
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/paho_upstream.hpp"
+#include "transports/serial_transport.hpp"
 #include "transports/udp_transport.hpp"
 
 namespace {
@@ -65,9 +67,6 @@ int main(int argc, char* argv[]) {
       std::cout << text;
       return 0;
     }
-    if (cfg.mode == gateway::gateway_mode::aggregating) {
-      throw gateway::config_error("--mode: 'aggregating' is not available yet (it comes with issue #6); use 'transparent'");
-    }
   } catch (const gateway::config_error& e) {
     std::cerr << "mqttsn-gateway: " << e.what() << '\n';
     return 2;
@@ -96,14 +95,39 @@ int main(int argc, char* argv[]) {
     }
   }
 
+  // Serial transport (XBee coordinator or MCU bridge), next to UDP. It opens the device when the
+  // gateway starts and reopens it with backoff; only a module in the wrong API mode stops the daemon.
+  int exit_code = 0;
+  if (!cfg.serial.empty()) {
+    transports::serial_options options;
+    options.device = cfg.serial;
+    options.baud = cfg.serial_baud;
+    options.framing = static_cast<transports::serial_framing_kind>(cfg.serial_frame);
+    options.flow = static_cast<transports::serial_flow_kind>(cfg.serial_flow_control);
+    options.max_frame_size = cfg.serial_max_frame_size;
+    options.on_fatal = [&io, &exit_code](const std::string& message) {
+      spdlog::critical("{}", message);
+      exit_code = 2;
+      io.stop();
+    };
+    transports.push_back(std::make_unique<transports::serial_transport>(io, "serial0/", std::move(options)));
+  }
+
   gateway::paho_settings settings;
   settings.broker = cfg.broker;
   settings.gateway_client_id = cfg.effective_upstream_client_id();
   settings.status_topic = cfg.effective_status_topic();
   settings.connect_timeout = cfg.connect_timeout;
-  gateway::paho_upstream upstream(io, settings);
+  // Transparent: one broker connection per client; aggregating: all clients on one shared one.
+  const bool aggregating = cfg.mode == gateway::gateway_mode::aggregating;
+  std::unique_ptr<gateway::upstream> upstream;
+  if (aggregating) {
+    upstream = std::make_unique<gateway::aggregating_upstream>(io, settings);
+  } else {
+    upstream = std::make_unique<gateway::paho_upstream>(io, settings);
+  }
 
-  gateway::gateway gw(io, cfg, upstream, std::move(transports));
+  gateway::gateway gw(io, cfg, *upstream, std::move(transports));
   gw.start();
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
@@ -128,12 +152,12 @@ int main(int argc, char* argv[]) {
   std::string listening;
   for (const auto& u : cfg.udp) listening += (listening.empty() ? "" : ", ") + listen_text(u);
   spdlog::info("mqttsn-gateway {} (gateway id {}, {} mode) on UDP {}, broker {}", MQTTSN_VERSION, cfg.gateway_id,
-               "transparent", listening, cfg.broker);
+               aggregating ? "aggregating" : "transparent", listening, cfg.broker);
   notify_systemd("READY=1");
   io.run();
 
   gw.log_stats();
-  upstream.stop(std::chrono::seconds(3));
+  upstream->stop(std::chrono::seconds(3));
   spdlog::info("stopped");
-  return 0;
+  return exit_code;
 }

@@ -39,6 +39,7 @@ class gateway_process {
   // SIGTERM and wait (bounded); the exit status, or -1 if it had to be killed.
   int stop(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   bool running() const noexcept { return pid_ > 0; }
+  pid_t pid() const noexcept { return pid_; }
 
  private:
   temp_dir dir_;

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -28,11 +29,19 @@ using tools::topic_name;
 
 std::string text(const mqttsn::bytes& b) { return std::string(b.begin(), b.end()); }
 
-class GatewayEndToEnd : public ::testing::Test {
+// One broker, one gateway in mode() and an observer at the broker.
+class gateway_fixture : public ::testing::Test {
  protected:
+  virtual std::string mode() const = 0;
+  // `args` plus --mode: every gateway a test starts runs in the suite's mode.
+  std::vector<std::string> with_mode(std::vector<std::string> args) const {
+    args.push_back("--mode");
+    args.push_back(mode());
+    return args;
+  }
   void start(std::vector<std::string> gateway_args = {"--predefined", "7=pre/seven"}, broker_options bo = {}) {
     broker = std::make_unique<mosquitto_broker>(bo);
-    gateway = std::make_unique<gateway_process>(broker->uri(), std::move(gateway_args));
+    gateway = std::make_unique<gateway_process>(broker->uri(), with_mode(std::move(gateway_args)));
     observer = std::make_unique<mqtt_test_client>(*broker);
   }
   void SetUp() override { start(); }
@@ -51,7 +60,14 @@ class GatewayEndToEnd : public ::testing::Test {
   std::unique_ptr<mqtt_test_client> observer;
 };
 
-TEST_F(GatewayEndToEnd, qos_minus_one_with_predefined_and_short_topics_needs_no_connection) {
+// The daemon's end-to-end suite, run in both modes: the session core does not know which mode
+// runs, so every assertion holds in both.
+class GatewayEndToEnd : public gateway_fixture, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string mode() const override { return GetParam(); }
+};
+
+TEST_P(GatewayEndToEnd, qos_minus_one_with_predefined_and_short_topics_needs_no_connection) {
   ASSERT_TRUE(observer->subscribe("#", 1));
   auto c = sensor("qm1");
   EXPECT_EQ(c.publish(predefined_topic{7}, "seven", qos::minus_one), mqttsn::return_code::accepted);
@@ -65,7 +81,7 @@ TEST_F(GatewayEndToEnd, qos_minus_one_with_predefined_and_short_topics_needs_no_
   EXPECT_EQ(gateway->stat("qos_m1"), 2U);
 }
 
-TEST_F(GatewayEndToEnd, publishes_at_qos_0_1_2_reach_the_broker_at_that_qos) {
+TEST_P(GatewayEndToEnd, publishes_at_qos_0_1_2_reach_the_broker_at_that_qos) {
   ASSERT_TRUE(observer->subscribe("up/#", 2));
   auto c = sensor("pub");
   ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
@@ -84,13 +100,13 @@ TEST_F(GatewayEndToEnd, publishes_at_qos_0_1_2_reach_the_broker_at_that_qos) {
   c.disconnect();
 }
 
-TEST_F(GatewayEndToEnd, unknown_topic_id_is_answered_with_invalid_topic_id) {
+TEST_P(GatewayEndToEnd, unknown_topic_id_is_answered_with_invalid_topic_id) {
   auto c = sensor("bad-id");
   ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
   EXPECT_EQ(c.publish(predefined_topic{99}, "x", qos::at_least_once), mqttsn::return_code::invalid_topic_id);
 }
 
-TEST_F(GatewayEndToEnd, subscriptions_deliver_at_qos_0_1_2_by_name_predefined_and_short_id) {
+TEST_P(GatewayEndToEnd, subscriptions_deliver_at_qos_0_1_2_by_name_predefined_and_short_id) {
   auto c = sensor("sub");
   c.set_predefined(7, "pre/seven");
   ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
@@ -122,7 +138,7 @@ TEST_F(GatewayEndToEnd, subscriptions_deliver_at_qos_0_1_2_by_name_predefined_an
   EXPECT_EQ(m->topic, "zz");
 }
 
-TEST_F(GatewayEndToEnd, wildcard_subscription_registers_each_topic_before_publishing) {
+TEST_P(GatewayEndToEnd, wildcard_subscription_registers_each_topic_before_publishing) {
   auto c = sensor("wild");
   ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
   const auto r = c.subscribe(topic_name{"w/#"}, qos::at_least_once);
@@ -139,7 +155,7 @@ TEST_F(GatewayEndToEnd, wildcard_subscription_registers_each_topic_before_publis
   EXPECT_EQ(gateway->stat("registers"), 2U);
 }
 
-TEST_F(GatewayEndToEnd, retained_message_arrives_after_subscribe_with_retain_set) {
+TEST_P(GatewayEndToEnd, retained_message_arrives_after_subscribe_with_retain_set) {
   ASSERT_TRUE(observer->publish("state/door", "open", 1, true));
   auto c = sensor("retained");
   ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
@@ -150,7 +166,7 @@ TEST_F(GatewayEndToEnd, retained_message_arrives_after_subscribe_with_retain_set
   EXPECT_TRUE(m->retain);
 }
 
-TEST_F(GatewayEndToEnd, will_is_published_when_the_client_goes_silent) {
+TEST_P(GatewayEndToEnd, will_is_published_when_the_client_goes_silent) {
   ASSERT_TRUE(observer->subscribe("wills/#", 1));
   auto c = sensor("mortal", 1);
   ASSERT_EQ(c.connect(true, tools::will{"wills/mortal", {'g', 'o', 'n', 'e'}, qos::at_least_once, false}),
@@ -163,7 +179,7 @@ TEST_F(GatewayEndToEnd, will_is_published_when_the_client_goes_silent) {
   EXPECT_EQ(gateway->stat("wills"), 1U);
 }
 
-TEST_F(GatewayEndToEnd, clean_disconnect_publishes_no_will) {
+TEST_P(GatewayEndToEnd, clean_disconnect_publishes_no_will) {
   ASSERT_TRUE(observer->subscribe("wills/#", 1));
   auto c = sensor("polite", 1);
   ASSERT_EQ(c.connect(true, tools::will{"wills/polite", {'x'}, qos::at_least_once, false}), mqttsn::return_code::accepted);
@@ -171,7 +187,7 @@ TEST_F(GatewayEndToEnd, clean_disconnect_publishes_no_will) {
   EXPECT_FALSE(observer->wait_message("wills/polite", 3s));
 }
 
-TEST_F(GatewayEndToEnd, will_update_changes_what_is_published) {
+TEST_P(GatewayEndToEnd, will_update_changes_what_is_published) {
   ASSERT_TRUE(observer->subscribe("wills/#", 1));
   auto c = sensor("updater", 2);
   ASSERT_EQ(c.connect(true, tools::will{"wills/old", {'o'}, qos::at_least_once, false}), mqttsn::return_code::accepted);
@@ -189,7 +205,7 @@ TEST_F(GatewayEndToEnd, will_update_changes_what_is_published) {
   EXPECT_EQ(m->payload, "new");
 }
 
-TEST_F(GatewayEndToEnd, sleeping_client_gets_what_was_buffered_when_it_wakes) {
+TEST_P(GatewayEndToEnd, sleeping_client_gets_what_was_buffered_when_it_wakes) {
   auto c = sensor("sleeper");
   ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
   EXPECT_EQ(c.subscribe(topic_name{"sleep/#"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
@@ -210,16 +226,16 @@ TEST_F(GatewayEndToEnd, sleeping_client_gets_what_was_buffered_when_it_wakes) {
   EXPECT_EQ(gateway->stat("wakeups"), 2U);
 }
 
-TEST_F(GatewayEndToEnd, searchgw_is_answered_with_gwinfo) {
+TEST_P(GatewayEndToEnd, searchgw_is_answered_with_gwinfo) {
   auto c = sensor("searcher");
   const auto id = c.searchgw(0, 3s);
   ASSERT_TRUE(id);
   EXPECT_EQ(*id, 1);
 }
 
-TEST_F(GatewayEndToEnd, long_frames_use_the_three_byte_length_both_ways) {
+TEST_P(GatewayEndToEnd, long_frames_use_the_three_byte_length_both_ways) {
   gateway.reset();
-  gateway = std::make_unique<gateway_process>(broker->uri(), std::vector<std::string>{"--max-frame-size", "4096"});
+  gateway = std::make_unique<gateway_process>(broker->uri(), with_mode({"--max-frame-size", "4096"}));
   ASSERT_TRUE(observer->subscribe("big/#", 1));
   auto c = sensor("big");
   ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
@@ -236,7 +252,7 @@ TEST_F(GatewayEndToEnd, long_frames_use_the_three_byte_length_both_ways) {
   EXPECT_EQ(text(r->payload), down);
 }
 
-TEST_F(GatewayEndToEnd, frames_over_the_maximum_are_dropped_and_counted) {
+TEST_P(GatewayEndToEnd, frames_over_the_maximum_are_dropped_and_counted) {
   auto c = sensor("oversize");
   ASSERT_EQ(c.connect(), mqttsn::return_code::accepted);
   mqttsn::bytes huge = mqttsn::encode(mqttsn::publish{false, qos::at_most_once, false, mqttsn::topic_id_type::short_name,
@@ -247,7 +263,7 @@ TEST_F(GatewayEndToEnd, frames_over_the_maximum_are_dropped_and_counted) {
   EXPECT_GE(gateway->stat("publishes_in"), 1U);
 }
 
-TEST_F(GatewayEndToEnd, malformed_frames_are_counted_while_other_clients_keep_working) {
+TEST_P(GatewayEndToEnd, malformed_frames_are_counted_while_other_clients_keep_working) {
   ASSERT_TRUE(observer->subscribe("good/#", 1));
   auto good = sensor("good");
   ASSERT_EQ(good.connect(), mqttsn::return_code::accepted);
@@ -281,11 +297,11 @@ TEST_F(GatewayEndToEnd, malformed_frames_are_counted_while_other_clients_keep_wo
   EXPECT_EQ(s.at("clients"), 1U);
 }
 
-TEST_F(GatewayEndToEnd, ipv6_listener_serves_clients_on_loopback) {
+TEST_P(GatewayEndToEnd, ipv6_listener_serves_clients_on_loopback) {
   gateway.reset();
   const std::string udp = "[::1]:" + std::to_string(free_port(true));
   try {
-    gateway = std::make_unique<gateway_process>(broker->uri(), std::vector<std::string>{}, udp);
+    gateway = std::make_unique<gateway_process>(broker->uri(), with_mode({}), udp);
   } catch (const std::exception& e) {
     GTEST_FAIL() << "IPv6 gateway did not start: " << e.what();
   }
@@ -300,13 +316,13 @@ TEST_F(GatewayEndToEnd, ipv6_listener_serves_clients_on_loopback) {
   EXPECT_EQ(m->payload, "world");
 }
 
-TEST_F(GatewayEndToEnd, broker_restart_loses_no_qos1_message) {
+TEST_P(GatewayEndToEnd, broker_restart_loses_no_qos1_message) {
   broker_options bo;
   bo.persistence = true;
   observer.reset();
   gateway.reset();
   broker = std::make_unique<mosquitto_broker>(bo);
-  gateway = std::make_unique<gateway_process>(broker->uri(), std::vector<std::string>{});
+  gateway = std::make_unique<gateway_process>(broker->uri(), with_mode({}));
   client_options keep;
   keep.client_id = "observer-kept";
   keep.clean_session = false;
@@ -351,6 +367,154 @@ TEST_F(GatewayEndToEnd, broker_restart_loses_no_qos1_message) {
       15s);
   EXPECT_EQ(seen.size(), static_cast<std::size_t>(total));
   EXPECT_GE(gateway->stat("broker"), 1U);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, GatewayEndToEnd, ::testing::Values("transparent", "aggregating"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+// Aggregating mode only: what the shared connection and the fan-out table make visible.
+class GatewayAggregating : public gateway_fixture {
+ protected:
+  std::string mode() const override { return "aggregating"; }
+  void SetUp() override {
+    broker_options bo;
+    bo.extra_config = {"sys_interval 1"};  // $SYS counters every second
+    start({"--upstream-client-id", "agg-shared"}, bo);
+  }
+  // Waits until the broker's $SYS `counter` reads `value` (it publishes it, retained, when it
+  // changes); returns the last value seen.
+  std::string sys_until(const std::string& counter, const std::string& value, std::chrono::milliseconds timeout = 8s) {
+    const std::string topic = "$SYS/broker/" + counter;
+    if (subscribed_sys_.insert(topic).second) observer->subscribe(topic, 0);
+    std::string last = last_sys_[topic];
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (last != value) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      auto m = observer->wait_message(topic, left);
+      if (!m) break;
+      last = m->payload;
+    }
+    last_sys_[topic] = last;
+    return last;
+  }
+  std::set<std::string> subscribed_sys_;
+  std::map<std::string, std::string> last_sys_;
+};
+
+TEST_F(GatewayAggregating, all_clients_share_one_connection_with_the_upstream_client_id) {
+  auto a = sensor("agg-a");
+  auto b = sensor("agg-b");
+  ASSERT_EQ(a.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(b.connect(), mqttsn::return_code::accepted);
+  // The observer and the gateway's one connection, whatever the number of MQTT-SN clients.
+  EXPECT_EQ(sys_until("clients/connected", "2"), "2");
+  // MQTT 3.1.1 (p2), clean session false (c0), with the configured client id.
+  EXPECT_NE(broker->log().find("as agg-shared (p2, c0"), std::string::npos) << broker->log();
+  EXPECT_TRUE(gateway->log_contains("aggregating mode"));
+  ASSERT_TRUE(observer->subscribe("agg/up/#", 2));
+  EXPECT_EQ(a.publish(topic_name{"agg/up/a"}, "from-a", qos::at_least_once), mqttsn::return_code::accepted);
+  EXPECT_EQ(b.publish(topic_name{"agg/up/b"}, "from-b", qos::exactly_once), mqttsn::return_code::accepted);
+  auto m = observer->wait_message("agg/up/a");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "from-a");
+  m = observer->wait_message("agg/up/b");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->qos, 2);
+}
+
+TEST_F(GatewayAggregating, two_subscribers_of_one_filter_are_one_upstream_subscription) {
+  EXPECT_EQ(sys_until("subscriptions/count", "1"), "1");  // the observer's own $SYS subscription
+  auto a = sensor("sub-a");
+  auto b = sensor("sub-b");
+  ASSERT_EQ(a.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(b.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(a.subscribe(topic_name{"agg/t"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  ASSERT_EQ(b.subscribe(topic_name{"agg/t"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  EXPECT_EQ(sys_until("subscriptions/count", "2"), "2");
+  ASSERT_TRUE(observer->publish("agg/t", "both", 1));
+  auto ma = a.receive(5s);
+  auto mb = b.receive(5s);
+  ASSERT_TRUE(ma && mb);
+  EXPECT_EQ(text(ma->payload), "both");
+  EXPECT_EQ(text(mb->payload), "both");
+
+  // One leaves: the other still receives, the upstream subscription stays.
+  a.unsubscribe(topic_name{"agg/t"});
+  ASSERT_TRUE(observer->publish("agg/t", "b-only", 1));
+  mb = b.receive(5s);
+  ASSERT_TRUE(mb);
+  EXPECT_EQ(text(mb->payload), "b-only");
+  EXPECT_FALSE(a.receive(1s));
+  EXPECT_EQ(sys_until("subscriptions/count", "2", 2s), "2");
+
+  // The last one leaves: UNSUBSCRIBEd upstream.
+  b.unsubscribe(topic_name{"agg/t"});
+  EXPECT_EQ(sys_until("subscriptions/count", "1"), "1");
+}
+
+TEST_F(GatewayAggregating, a_new_subscriber_gets_the_retained_message_the_others_not_again) {
+  ASSERT_TRUE(observer->publish("agg/state", "on", 1, true));
+  auto a = sensor("ret-a");
+  auto b = sensor("ret-b");
+  ASSERT_EQ(a.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(b.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(a.subscribe(topic_name{"agg/state"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  auto ma = a.receive(5s);
+  ASSERT_TRUE(ma);
+  EXPECT_EQ(text(ma->payload), "on");
+  EXPECT_TRUE(ma->retain);
+  ASSERT_EQ(b.subscribe(topic_name{"agg/+"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  auto mb = b.receive(5s);
+  ASSERT_TRUE(mb);
+  EXPECT_EQ(mb->topic, "agg/state");
+  EXPECT_EQ(text(mb->payload), "on");
+  EXPECT_TRUE(mb->retain);
+  EXPECT_FALSE(a.receive(1s));  // the re-SUBSCRIBE's retained copy is not a's
+  // A live message reaches both, without the retain flag.
+  ASSERT_TRUE(observer->publish("agg/state", "off", 1));
+  ma = a.receive(5s);
+  mb = b.receive(5s);
+  ASSERT_TRUE(ma && mb);
+  EXPECT_EQ(text(ma->payload), "off");
+  EXPECT_FALSE(ma->retain);
+  EXPECT_EQ(text(mb->payload), "off");
+  EXPECT_FALSE(mb->retain);
+}
+
+TEST_F(GatewayAggregating, each_client_receives_at_its_own_granted_qos) {
+  auto low = sensor("q-low");
+  auto high = sensor("q-high");
+  ASSERT_EQ(low.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(high.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(low.subscribe(topic_name{"agg/q"}, qos::at_most_once).rc, mqttsn::return_code::accepted);
+  ASSERT_EQ(high.subscribe(topic_name{"agg/q"}, qos::exactly_once).rc, mqttsn::return_code::accepted);
+  for (int q = 0; q <= 2; ++q) {
+    ASSERT_TRUE(observer->publish("agg/q", "m" + std::to_string(q), q));
+    auto ml = low.receive(5s);
+    auto mh = high.receive(5s);
+    ASSERT_TRUE(ml && mh) << "qos " << q;
+    EXPECT_EQ(text(ml->payload), "m" + std::to_string(q));
+    EXPECT_EQ(static_cast<int>(ml->q), 0);
+    EXPECT_EQ(text(mh->payload), "m" + std::to_string(q));
+    EXPECT_EQ(static_cast<int>(mh->q), q);
+  }
+}
+
+TEST_F(GatewayAggregating, a_broker_that_lost_the_session_gets_every_subscription_again) {
+  auto a = sensor("restore-a");
+  ASSERT_EQ(a.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(a.subscribe(topic_name{"agg/keep/#"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  // Without persistence the restarted broker knows nothing of the shared session.
+  broker->stop();
+  broker->start();
+  ASSERT_TRUE(wait_until([&] { return gateway->log_contains("subscriptions restored"); }, 20s)) << gateway->log();
+  ASSERT_TRUE(wait_until([&] { return observer->connect(); }, 10s));
+  ASSERT_TRUE(observer->publish("agg/keep/x", "again", 1));
+  auto m = a.receive(10s);
+  ASSERT_TRUE(m) << gateway->log();
+  EXPECT_EQ(m->topic, "agg/keep/x");
+  EXPECT_EQ(text(m->payload), "again");
 }
 
 // A UDP socket for the multicast test: joined to `group` on the loopback interface when

@@ -45,7 +45,9 @@ void PrintTo(const config& c, std::ostream* os) {
       << c.retry_interval.count() << "ms, retry-count " << c.retry_count << ", max-clients "
       << c.max_clients << ", sleep-buffer " << c.sleep_buffer << ", max-frame-size "
       << c.max_frame_size << ", connect-timeout " << c.connect_timeout.count()
-      << "ms, upstream-client-id '" << c.upstream_client_id << "', status-topic '" << c.status_topic
+      << "ms, serial '" << c.serial << "' baud " << c.serial_baud << " framing "
+      << static_cast<int>(c.serial_frame) << " flow " << static_cast<int>(c.serial_flow_control)
+      << " max " << c.serial_max_frame_size << ", upstream-client-id '" << c.upstream_client_id << "', status-topic '" << c.status_topic
       << "', stats-interval " << c.stats_interval.count() << ", log-level "
       << static_cast<int>(c.level) << "}";
 }
@@ -158,6 +160,11 @@ const std::vector<std::pair<std::string, std::string>> non_default_values = {
     {"multicast", "225.1.1.1:1884"},
     {"advertise-interval", "900"},
     {"max-frame-size", "512"},
+    {"serial", "/dev/serial/by-id/usb-FTDI_XBee-if00-port0"},
+    {"serial-baud", "115200"},
+    {"serial-framing", "raw"},
+    {"serial-flow", "rtscts"},
+    {"serial-max-frame-size", "84"},
     {"gateway-id", "42"},
     {"mode", "aggregating"},
     {"predefined", "7=pre/seven"},
@@ -181,6 +188,11 @@ config non_default_config() {
   c.multicast = udp_listen{"225.1.1.1", 1884};
   c.advertise_interval = 900s;
   c.max_frame_size = 512;
+  c.serial = "/dev/serial/by-id/usb-FTDI_XBee-if00-port0";
+  c.serial_baud = 115200;
+  c.serial_frame = serial_framing::raw;
+  c.serial_flow_control = serial_flow::rtscts;
+  c.serial_max_frame_size = 84;
   c.gateway_id = 42;
   c.mode = gateway_mode::aggregating;
   c.predefined = {{7, "pre/seven"}, {8, "pre/eight"}};
@@ -270,6 +282,11 @@ TEST(ConfigDefaults, struct_holds_the_documented_defaults) {
   EXPECT_EQ(c.sleep_buffer, 100u);
   EXPECT_EQ(c.max_frame_size, 1024u);
   EXPECT_EQ(c.connect_timeout, 5s);
+  EXPECT_EQ(c.serial, "");
+  EXPECT_EQ(c.serial_baud, 9600u);
+  EXPECT_EQ(c.serial_frame, serial_framing::xbee_api2);
+  EXPECT_EQ(c.serial_flow_control, serial_flow::none);
+  EXPECT_EQ(c.serial_max_frame_size, 255u);
   EXPECT_EQ(c.upstream_client_id, "");
   EXPECT_EQ(c.status_topic, "");
   EXPECT_EQ(c.stats_interval, 300s);
@@ -936,6 +953,11 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "multicast",
                                                    "advertise-interval",
                                                    "max-frame-size",
+                                                   "serial",
+                                                   "serial-baud",
+                                                   "serial-framing",
+                                                   "serial-flow",
+                                                   "serial-max-frame-size",
                                                    "gateway-id",
                                                    "mode",
                                                    "predefined",
@@ -975,6 +997,16 @@ TEST(ConfigHelp, help_shows_each_default) {
            "[default: 0]",
            "  --max-frame-size BYTES",
            "[default: 1024]",
+           "  --serial DEVICE",
+           "[default: off]",
+           "  --serial-baud N",
+           "[default: 9600]",
+           "  --serial-framing FRAMING",
+           "[default: xbee-api2]",
+           "  --serial-flow FLOW",
+           "[default: none]",
+           "  --serial-max-frame-size BYTES",
+           "[default: 255]",
            "  --gateway-id N",
            "[default: 1]",
            "  --mode MODE",
@@ -1024,6 +1056,53 @@ TEST(ConfigHelp, version_prints_name_and_version) {
   EXPECT_FALSE(version.starts_with('.') || version.ends_with('.') ||
                version.find("..") != std::string::npos);
   EXPECT_EQ(r.cfg, config{});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serial transport keys
+
+TEST(ConfigSerial, every_framing_flow_and_standard_baud) {
+  EXPECT_EQ(parse_ok({"--serial-framing", "xbee-api1"}).serial_frame, serial_framing::xbee_api1);
+  EXPECT_EQ(parse_ok({"--serial-framing", "xbee-api2"}).serial_frame, serial_framing::xbee_api2);
+  EXPECT_EQ(parse_ok({"--serial-framing", "raw"}).serial_frame, serial_framing::raw);
+  EXPECT_EQ(parse_ok({"--serial-flow", "none"}).serial_flow_control, serial_flow::none);
+  EXPECT_EQ(parse_ok({"--serial-flow", "rtscts"}).serial_flow_control, serial_flow::rtscts);
+  EXPECT_EQ(parse_ok({"--serial-flow", "xonxoff"}).serial_flow_control, serial_flow::xonxoff);
+  for (const unsigned baud : {1200u, 2400u, 4800u, 9600u, 19200u, 38400u, 57600u, 115200u, 230400u,
+                              460800u, 921600u}) {
+    EXPECT_TRUE(is_standard_baud(baud)) << baud;
+    EXPECT_EQ(parse_ok({"--serial-baud", std::to_string(baud)}).serial_baud, baud);
+  }
+  EXPECT_FALSE(is_standard_baud(0));
+  EXPECT_FALSE(is_standard_baud(250000));
+}
+
+TEST(ConfigSerial, device_and_empty_means_off) {
+  EXPECT_EQ(parse_ok({"--serial", "/dev/ttyUSB0"}).serial, "/dev/ttyUSB0");
+  EXPECT_EQ(parse_ok({"--serial", ""}).serial, "");
+  EXPECT_EQ(parse_ok({"--config", temp_file("serial = /dev/serial0\n")}).serial, "/dev/serial0");
+}
+
+TEST(ConfigSerial, errors_name_the_key) {
+  EXPECT_EQ(error_of({"--serial", "ttyUSB0"}),
+            "--serial: 'ttyUSB0' is not an absolute device path (e.g. /dev/ttyUSB0)");
+  EXPECT_EQ(error_of({"--serial-baud", "250000"}),
+            "--serial-baud: '250000' is not a standard baud rate (1200, 2400, 4800, 9600, 19200, "
+            "38400, 57600, 115200, 230400, 460800 or 921600)");
+  EXPECT_EQ(error_of({"--serial-baud", "fast"}), "--serial-baud: 'fast' is not a positive integer");
+  EXPECT_EQ(error_of({"--serial-baud", "0"}), "--serial-baud: '0' is not in 1..4000000");
+  EXPECT_EQ(error_of({"--serial-framing", "xbee"}),
+            "--serial-framing: 'xbee' is not one of xbee-api1, xbee-api2 or raw");
+  EXPECT_EQ(error_of({"--serial-flow", "hardware"}),
+            "--serial-flow: 'hardware' is not one of none, rtscts or xonxoff");
+  EXPECT_EQ(error_of({"--serial-max-frame-size", "15"}),
+            "--serial-max-frame-size: '15' is not in 16..65535");
+  EXPECT_EQ(error_of({"--serial-max-frame-size", "65536"}),
+            "--serial-max-frame-size: '65536' is not in 16..65535");
+  const auto path = temp_file("serial-framing = api2\n");
+  EXPECT_EQ(error_of({"--config", path}), "config file " + path +
+                                              ": line 1: serial-framing: 'api2' is not one of "
+                                              "xbee-api1, xbee-api2 or raw");
 }
 
 // ---------------------------------------------------------------------------------------------
