@@ -94,8 +94,7 @@ const char* to_string(serial_flow_kind flow) noexcept {
 }
 
 serial_transport::serial_transport(asio::io_context& io, std::string prefix, serial_options options)
-    : io_(io),
-      prefix_(std::move(prefix)),
+    : prefix_(std::move(prefix)),
       options_(std::move(options)),
       frame_limit_(options_.max_frame_size),
       // A frame's bytes are never further apart than this: 32 byte times, at least 100 ms.

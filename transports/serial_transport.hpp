@@ -117,7 +117,6 @@ class serial_transport final : public transport {
   std::uint8_t next_frame_id() noexcept;
   std::string describe_stats() const;
 
-  boost::asio::io_context& io_;
   std::string prefix_;
   serial_options options_;
   std::size_t frame_limit_;
