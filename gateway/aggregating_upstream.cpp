@@ -1,4 +1,5 @@
 #include "gateway/aggregating_upstream.hpp"
+#include "mqttsn/overloaded.hpp"
 
 #include <algorithm>
 #include <set>
@@ -11,13 +12,6 @@
 namespace gateway {
 
 namespace {
-
-template <typename... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
 
 paho_settings shared_settings(paho_settings s) {
   s.gateway_clean_session = false;
@@ -183,7 +177,7 @@ void aggregating_upstream::send(std::uint32_t ref, const request& r) {
 
 void aggregating_upstream::on_shared(const std::string& id, mqttsn::upstream_event e) {
   if (!id.empty()) return;  // only the shared connection is ever used
-  std::visit(overloaded{
+  std::visit(mqttsn::overloaded{
                  [&](const mqttsn::upstream_connected& c) { on_shared_connected(c.session_present); },
                  [&](const mqttsn::upstream_lost&) { on_shared_lost(); },
                  [&](const mqttsn::upstream_refused&) {},  // the gateway connection retries on its own

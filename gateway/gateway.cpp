@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "mqttsn/codec.hpp"
+#include "mqttsn/overloaded.hpp"
 
 namespace gateway {
 
@@ -13,13 +14,6 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::string_view forward_marker = "/fwd/";
-
-template <typename... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
 
 const char* event_name(mqttsn::event e) {
   switch (e) {
@@ -148,7 +142,7 @@ void gateway::on_upstream(const std::string& client_id, mqttsn::upstream_event e
 
 void gateway::execute() {
   for (auto& r : out_) {
-    std::visit(overloaded{
+    std::visit(mqttsn::overloaded{
                    [&](const mqttsn::send_frame& f) {
                      if (!r.to.empty()) send(r.to, f.frame);
                    },

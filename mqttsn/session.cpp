@@ -4,17 +4,11 @@
 #include <utility>
 
 #include "mqttsn/codec.hpp"
+#include "mqttsn/overloaded.hpp"
 
 namespace mqttsn {
 
 namespace {
-
-template <typename... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;  // clang 14 lacks aggregate deduction
 
 bool connected_state(session_state s) noexcept {
   return s == session_state::active || s == session_state::asleep || s == session_state::awake;
