@@ -99,6 +99,7 @@ class mosquitto_broker {
   // SIGKILL and wait: no will, no save beyond what autosave wrote.
   void kill();
   bool running() const noexcept { return pid_ > 0; }
+  pid_t pid() const noexcept { return pid_; }
 
   std::uint16_t port() const noexcept { return port_; }
   std::string uri() const;  // "tcp://127.0.0.1:PORT"

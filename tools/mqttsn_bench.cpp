@@ -1,0 +1,1422 @@
+// mqttsn-bench: load and latency benchmark of the gateway, and of the same workload sent as plain
+// MQTT straight to the broker (--direct), measured in the same run so the report gives ratios.
+//
+// Simulated MQTT-SN clients share one UDP socket: each has its own source address in 127/8 (set per
+// datagram with IP_PKTINFO; replies are told apart by their destination address), so 100,000 clients
+// need neither 100,000 descriptors nor 100,000 ports, and sends and receives are batched
+// (sendmmsg/recvmmsg) on one thread. Deliveries are measured at the broker by an MQTT subscriber of
+// our own: each payload carries the run, the client, a sequence number and the send time, which
+// gives throughput, loss, duplicates and end-to-end latency. The gateway's and broker's RSS and CPU
+// come from /proc. Everything is bounded in time and count and stays on loopback.
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <mqtt/async_client.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mqttsn/codec.hpp"
+#include "mqttsn/overloaded.hpp"
+#include "tests/integration/harness.hpp"
+#include "tools/bench/histogram.hpp"
+#include "tools/client/mqttsn_client.hpp"
+
+namespace {
+
+using bench::histogram;
+using steady = std::chrono::steady_clock;
+namespace cli = tools::cli;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count();
+}
+constexpr std::int64_t ns_per_s = 1'000'000'000;
+
+// ---------------------------------------------------------------- options
+
+struct options {
+  std::size_t clients = 10;
+  int qos = 1;                  // -1..2
+  std::size_t payload = 32;     // bytes, at least the 20-byte header
+  double rate = 0;              // messages per second over all clients; 0 = as fast as acknowledged
+  std::size_t window = 0;       // QoS -1/0 at max rate: messages not yet delivered, 0 = 4 x clients
+  double duration_s = 5;
+  double idle_s = 0;            // after connecting, before publishing (RSS of idle clients)
+  double drain_s = 3;           // after publishing, for the last deliveries
+  double connect_timeout_s = 60;
+  double connect_rate = 0;      // CONNECTs per second, 0 = as fast as the window allows
+  std::size_t connect_window = 1000;  // CONNECTs awaiting CONNACK at once
+  double retry_s = 2;           // retransmission interval toward the gateway
+  unsigned retries = 5;
+  std::uint16_t keep_alive = 600;
+  bool direct = false;
+  bool direct_only = false;
+  std::string mode = "aggregating";  // of a gateway we start
+  std::string gateway_bin;           // default: mqttsn-gateway next to this binary
+  std::string gateway;               // HOST:PORT of a running gateway (then we start none)
+  pid_t gateway_pid = 0;
+  std::vector<std::string> gateway_args;
+  std::string broker;                // URI of a running broker (then we start none)
+  std::string topic_prefix = "bench";
+  std::string source_base = "127.1.0.0";  // first client's source address
+  std::string json;
+  bool fail_on_loss = false;
+};
+
+const char* usage_text =
+    "usage: mqttsn-bench [options]\n"
+    "Runs MQTT-SN clients against a gateway and measures what reaches the broker.\n"
+    "Without --broker it starts its own mosquitto on a free loopback port; without --gateway it\n"
+    "starts mqttsn-gateway (--gateway-bin) against that broker.\n"
+    "  -c, --clients N           simulated clients (default 10)\n"
+    "  -q, --qos Q               -1, 0, 1 or 2 (default 1); QoS -1 uses predefined topic id 1\n"
+    "  -s, --payload BYTES       payload size, at least 20 (default 32)\n"
+    "  -r, --rate R              messages/s over all clients; 0 = max (default): QoS 1/2 one\n"
+    "                            message in flight per client, QoS -1/0 at most --window undelivered\n"
+    "      --window N            QoS -1/0 at max rate: messages sent and not yet delivered\n"
+    "  -t, --duration S          seconds of publishing (default 5)\n"
+    "      --idle S              seconds to hold the connected clients idle before publishing\n"
+    "      --drain S             seconds to wait for the last deliveries (default 3)\n"
+    "      --connect-rate R      CONNECTs per second (default 0: a connect storm, limited only by\n"
+    "                            --connect-window CONNECTs awaiting CONNACK, default 1000)\n"
+    "      --connect-window N\n"
+    "      --connect-timeout S   give up on clients not connected by then (default 60)\n"
+    "      --retry S             retransmission interval (default 2) and --retries N (default 5)\n"
+    "      --keep-alive S        sent in CONNECT (default 600); PINGREQ at half of it\n"
+    "      --direct              also run the same workload as MQTT clients straight to the broker\n"
+    "      --direct-only         only that baseline\n"
+    "      --mode M              transparent or aggregating (default), for a gateway we start\n"
+    "      --gateway-bin PATH    the daemon to start (default: mqttsn-gateway next to this tool)\n"
+    "      --gateway-arg ARG     one more argument for it (repeatable)\n"
+    "      --gateway HOST:PORT   use a running gateway instead; --gateway-pid PID for its RSS/CPU\n"
+    "      --broker URI          use a running broker (tcp://127.0.0.1:1883) instead of our own\n"
+    "      --topic-prefix P      topics P/<client> (default bench); the subscriber takes P/#\n"
+    "      --source-base A       first client's source address in 127/8 (default 127.1.0.0)\n"
+    "      --json FILE           also write the results (and per-second series) as JSON\n"
+    "      --fail-on-loss        exit 3 if a run lost messages, lost clients or delivered none\n"
+    "      --help\n";
+
+enum long_opt : int {
+  o_window = 1000, o_idle, o_drain, o_connect_rate, o_connect_window, o_connect_timeout, o_retry,
+  o_retries, o_keep_alive, o_direct, o_direct_only, o_mode, o_gateway_bin, o_gateway_arg, o_gateway,
+  o_gateway_pid, o_broker, o_topic_prefix, o_source_base, o_json, o_fail_on_loss, o_help,
+};
+
+double seconds_arg(const char* name, const char* arg, double max) {
+  char* end = nullptr;
+  const double v = std::strtod(arg, &end);
+  if (end == arg || *end != '\0' || !(v >= 0) || v > max)
+    throw cli::usage_error(std::string("--") + name + ": '" + arg + "' is not a number of seconds in [0, " +
+                           std::to_string(static_cast<long>(max)) + "]");
+  return v;
+}
+
+long number_arg(const char* name, const char* arg, long min, long max) {
+  const auto v = cli::parse_number(arg, min, max);
+  if (!v)
+    throw cli::usage_error(std::string("--") + name + ": '" + arg + "' is not a whole number in [" +
+                           std::to_string(min) + ", " + std::to_string(max) + "]");
+  return *v;
+}
+
+std::string self_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : exe.parent_path().string();
+}
+
+// Returns false after --help.
+bool parse_options(int argc, char** argv, options& o) {
+  static const ::option longs[] = {
+      {"clients", required_argument, nullptr, 'c'},
+      {"qos", required_argument, nullptr, 'q'},
+      {"payload", required_argument, nullptr, 's'},
+      {"rate", required_argument, nullptr, 'r'},
+      {"duration", required_argument, nullptr, 't'},
+      {"window", required_argument, nullptr, o_window},
+      {"idle", required_argument, nullptr, o_idle},
+      {"drain", required_argument, nullptr, o_drain},
+      {"connect-rate", required_argument, nullptr, o_connect_rate},
+      {"connect-window", required_argument, nullptr, o_connect_window},
+      {"connect-timeout", required_argument, nullptr, o_connect_timeout},
+      {"retry", required_argument, nullptr, o_retry},
+      {"retries", required_argument, nullptr, o_retries},
+      {"keep-alive", required_argument, nullptr, o_keep_alive},
+      {"direct", no_argument, nullptr, o_direct},
+      {"direct-only", no_argument, nullptr, o_direct_only},
+      {"mode", required_argument, nullptr, o_mode},
+      {"gateway-bin", required_argument, nullptr, o_gateway_bin},
+      {"gateway-arg", required_argument, nullptr, o_gateway_arg},
+      {"gateway", required_argument, nullptr, o_gateway},
+      {"gateway-pid", required_argument, nullptr, o_gateway_pid},
+      {"broker", required_argument, nullptr, o_broker},
+      {"topic-prefix", required_argument, nullptr, o_topic_prefix},
+      {"source-base", required_argument, nullptr, o_source_base},
+      {"json", required_argument, nullptr, o_json},
+      {"fail-on-loss", no_argument, nullptr, o_fail_on_loss},
+      {"help", no_argument, nullptr, o_help},
+      {nullptr, 0, nullptr, 0},
+  };
+  opterr = 0;
+  for (;;) {
+    const int prev = optind;
+    const int c = ::getopt_long(argc, argv, ":c:q:s:r:t:", longs, nullptr);
+    if (c == -1) break;
+    const char* a = optarg;
+    switch (c) {
+      case 'c': o.clients = static_cast<std::size_t>(number_arg("clients", a, 1, 1'000'000)); break;
+      case 'q': o.qos = static_cast<int>(number_arg("qos", a, -1, 2)); break;
+      case 's': o.payload = static_cast<std::size_t>(number_arg("payload", a, 20, 60'000)); break;
+      case 'r': o.rate = seconds_arg("rate", a, 10'000'000); break;
+      case 't': o.duration_s = seconds_arg("duration", a, 3600); break;
+      case o_window: o.window = static_cast<std::size_t>(number_arg("window", a, 1, 10'000'000)); break;
+      case o_idle: o.idle_s = seconds_arg("idle", a, 3600); break;
+      case o_drain: o.drain_s = seconds_arg("drain", a, 600); break;
+      case o_connect_rate: o.connect_rate = seconds_arg("connect-rate", a, 10'000'000); break;
+      case o_connect_window:
+        o.connect_window = static_cast<std::size_t>(number_arg("connect-window", a, 1, 1'000'000));
+        break;
+      case o_connect_timeout: o.connect_timeout_s = seconds_arg("connect-timeout", a, 3600); break;
+      case o_retry: o.retry_s = std::max(0.01, seconds_arg("retry", a, 600)); break;
+      case o_retries: o.retries = static_cast<unsigned>(number_arg("retries", a, 0, 100)); break;
+      case o_keep_alive: o.keep_alive = static_cast<std::uint16_t>(number_arg("keep-alive", a, 10, 65535)); break;
+      case o_direct: o.direct = true; break;
+      case o_direct_only: o.direct = o.direct_only = true; break;
+      case o_mode:
+        if (std::string_view(a) != "transparent" && std::string_view(a) != "aggregating")
+          throw cli::usage_error(std::string("--mode: '") + a + "' is not transparent or aggregating");
+        o.mode = a;
+        break;
+      case o_gateway_bin: o.gateway_bin = a; break;
+      case o_gateway_arg: o.gateway_args.emplace_back(a); break;
+      case o_gateway: o.gateway = a; break;
+      case o_gateway_pid: o.gateway_pid = static_cast<pid_t>(number_arg("gateway-pid", a, 1, 1 << 30)); break;
+      case o_broker: o.broker = a; break;
+      case o_topic_prefix:
+        if (!*a) throw cli::usage_error("--topic-prefix: must not be empty");
+        o.topic_prefix = a;
+        break;
+      case o_source_base: o.source_base = a; break;
+      case o_json: o.json = a; break;
+      case o_fail_on_loss: o.fail_on_loss = true; break;
+      case o_help: std::cout << usage_text; return false;
+      case ':': throw cli::usage_error(cli::option_name(argv, prev, optopt) + " needs a value");
+      default: throw cli::usage_error("unknown option " + cli::option_name(argv, prev, optopt));
+    }
+  }
+  if (optind < argc) throw cli::usage_error(std::string("unexpected argument '") + argv[optind] + "'");
+  if (o.window == 0) o.window = std::max<std::size_t>(64, 4 * o.clients);
+  if (o.gateway_bin.empty()) o.gateway_bin = self_dir() + "/mqttsn-gateway";
+  return true;
+}
+
+// ---------------------------------------------------------------- /proc
+
+struct proc_sample {
+  std::uint64_t rss_kib = 0;
+  std::uint64_t cpu_ticks = 0;  // utime + stime
+  bool ok = false;
+};
+
+proc_sample sample_proc(pid_t pid) {
+  proc_sample s;
+  if (pid <= 0) return s;
+  const std::string base = "/proc/" + std::to_string(pid);
+  std::ifstream status(base + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_kib = std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  std::ifstream stat(base + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return s;
+  std::istringstream fields(text.substr(close + 2));
+  std::string f;
+  std::uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {  // field 3 is the state; 14 utime, 15 stime
+    if (i == 14) utime = std::strtoull(f.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(f.c_str(), nullptr, 10);
+  }
+  s.cpu_ticks = utime + stime;
+  s.ok = true;
+  return s;
+}
+
+double cpu_percent(const proc_sample& a, const proc_sample& b, std::int64_t elapsed_ns) {
+  if (!a.ok || !b.ok || elapsed_ns <= 0) return 0;
+  const double ticks = static_cast<double>(b.cpu_ticks - a.cpu_ticks);
+  return 100.0 * ticks / static_cast<double>(::sysconf(_SC_CLK_TCK)) / (static_cast<double>(elapsed_ns) / ns_per_s);
+}
+
+// Kernel-wide UDP receive-buffer overflows (a datagram dropped because a socket was full).
+std::uint64_t udp_rcvbuf_errors() {
+  std::ifstream snmp("/proc/net/snmp");
+  std::string header, values;
+  while (std::getline(snmp, header) && std::getline(snmp, values)) {
+    if (header.rfind("Udp:", 0) != 0) continue;
+    std::istringstream h(header), v(values);
+    std::string name, value;
+    while (h >> name && v >> value) {
+      if (name == "RcvbufErrors") return std::strtoull(value.c_str(), nullptr, 10);
+    }
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- payload and the collector
+
+constexpr std::size_t header_size = 20;  // run u32, client u32, seq u32, send time ns u64
+
+void write_header(std::uint8_t* p, std::uint32_t run, std::uint32_t client, std::uint32_t seq, std::int64_t t) {
+  std::memcpy(p, &run, 4);
+  std::memcpy(p + 4, &client, 4);
+  std::memcpy(p + 8, &seq, 4);
+  std::memcpy(p + 12, &t, 8);
+}
+
+// What the measuring subscriber saw during one run. Fed on Paho's thread, read by the main thread.
+class collector {
+ public:
+  static constexpr std::size_t max_bins = 3700;
+
+  struct bin {
+    std::uint64_t delivered = 0;
+    histogram latency;
+  };
+
+  collector(std::uint32_t run, std::size_t clients, std::int64_t start_ns)
+      : run_(run), start_ns_(start_ns), seen_(clients) {}
+
+  void on_payload(const std::uint8_t* p, std::size_t n, std::int64_t now) {
+    if (n < header_size) {
+      ++foreign_;
+      return;
+    }
+    std::uint32_t run = 0, client = 0, seq = 0;
+    std::int64_t sent = 0;
+    std::memcpy(&run, p, 4);
+    std::memcpy(&client, p + 4, 4);
+    std::memcpy(&seq, p + 8, 4);
+    std::memcpy(&sent, p + 12, 8);
+    std::lock_guard lock(mutex_);
+    if (run != run_ || client >= seen_.size()) {
+      ++foreign_;
+      return;
+    }
+    auto& s = seen_[client];
+    if (seq >= s.size()) s.resize(std::max<std::size_t>(seq + 1, s.size() * 2));
+    if (s[seq]) {
+      ++duplicates_;
+      return;
+    }
+    s[seq] = true;
+    const auto lat = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - sent));
+    latency_.record(lat);
+    const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, now - start_ns_) / ns_per_s);
+    if (second < max_bins) {
+      if (bins_.size() <= second) bins_.resize(second + 1);
+      ++bins_[second].delivered;
+      bins_[second].latency.record(lat);
+    }
+    delivered_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
+  // Copies under the lock: the subscriber may still be delivering late duplicates.
+  struct snapshot {
+    std::uint64_t delivered = 0, duplicates = 0, foreign = 0;
+    histogram latency;
+    std::vector<bin> bins;
+  };
+  std::unique_ptr<snapshot> take() const {
+    auto s = std::make_unique<snapshot>();
+    std::lock_guard lock(mutex_);
+    s->delivered = delivered_.load();
+    s->duplicates = duplicates_;
+    s->foreign = foreign_;
+    s->latency = latency_;
+    s->bins = bins_;
+    return s;
+  }
+
+ private:
+  const std::uint32_t run_;
+  const std::int64_t start_ns_;
+  mutable std::mutex mutex_;
+  std::vector<std::vector<bool>> seen_;
+  histogram latency_;
+  std::vector<bin> bins_;
+  std::uint64_t duplicates_ = 0;
+  std::uint64_t foreign_ = 0;
+  std::atomic<std::uint64_t> delivered_{0};
+};
+
+// The broker-side MQTT subscriber that measures every run: P/# at the run's QoS.
+class measuring_subscriber {
+ public:
+  measuring_subscriber(const std::string& uri, const std::string& filter, int qos)
+      : cli_(uri, "mqttsn-bench-sub-" + std::to_string(::getpid()), static_cast<mqtt::iclient_persistence*>(nullptr)) {
+    cli_.set_message_callback([this](const mqtt::const_message_ptr& m) {
+      const auto t = now_ns();
+      if (auto* c = current_.load(std::memory_order_acquire)) {
+        const auto& p = m->get_payload();
+        c->on_payload(reinterpret_cast<const std::uint8_t*>(p.data()), p.size(), t);
+      }
+    });
+    mqtt::connect_options co;
+    co.set_mqtt_version(MQTTVERSION_3_1_1);
+    co.set_clean_session(true);
+    co.set_keep_alive_interval(60);
+    co.set_connect_timeout(10);
+    cli_.connect(co)->wait_for(std::chrono::seconds(15));
+    if (!cli_.is_connected()) throw std::runtime_error("measuring subscriber: cannot connect to " + uri);
+    const auto tok = cli_.subscribe(filter, qos);
+    if (!tok->wait_for(std::chrono::seconds(10))) throw std::runtime_error("measuring subscriber: no SUBACK");
+  }
+  ~measuring_subscriber() {
+    current_.store(nullptr);
+    try {
+      cli_.disconnect()->wait_for(std::chrono::seconds(5));
+    } catch (const std::exception&) {  // nothing to do on the way out
+    }
+  }
+  // Collectors outlive the subscriber (kept by main), so a late callback never sees a dead one.
+  void measure(collector* c) { current_.store(c, std::memory_order_release); }
+
+ private:
+  mqtt::async_client cli_;
+  std::atomic<collector*> current_{nullptr};
+};
+
+// ---------------------------------------------------------------- results
+
+struct series_point {
+  double t = 0;
+  std::uint64_t delivered = 0;
+  double p50_us = 0, p99_us = 0;
+  std::uint64_t gateway_rss_kib = 0;
+  double gateway_cpu = 0, broker_cpu = 0;
+};
+
+struct run_result {
+  std::string name;  // "gateway" or "direct"
+  std::size_t clients = 0, connected = 0, connect_failed = 0;
+  double connect_s = 0;
+  histogram connect_latency;
+  std::uint64_t sent = 0, retransmissions = 0, rejected = 0, gave_up = 0, send_errors = 0;
+  std::uint64_t delivered = 0, duplicates = 0, foreign = 0, lost_clients = 0;
+  double publish_s = 0;
+  histogram latency;
+  std::uint64_t rss_start_kib = 0, rss_connected_kib = 0, rss_end_kib = 0, rss_peak_kib = 0;
+  double gateway_cpu = 0, broker_cpu = 0, bench_cpu = 0;
+  std::uint64_t udp_rcvbuf_errors = 0;
+  std::vector<series_point> series;
+
+  double delivered_per_s() const { return publish_s > 0 ? static_cast<double>(delivered) / publish_s : 0; }
+  double connect_rate() const { return connect_s > 0 ? static_cast<double>(connected) / connect_s : 0; }
+  std::uint64_t loss() const { return sent > delivered ? sent - delivered : 0; }
+  double rss_per_client_b() const {
+    if (connected == 0 || rss_connected_kib == 0) return 0;
+    return (static_cast<double>(rss_connected_kib) - static_cast<double>(rss_start_kib)) * 1024.0 /
+           static_cast<double>(connected);
+  }
+};
+
+// Samples the gateway (if any), the broker and ourselves once per second for the series.
+class sampler {
+ public:
+  sampler(pid_t gateway, pid_t broker) : gateway_(gateway), broker_(broker) {}
+  void begin(std::int64_t t) {
+    start_ = last_ = t;
+    g0_ = gl_ = sample_proc(gateway_);
+    b0_ = bl_ = sample_proc(broker_);
+    s0_ = sample_proc(::getpid());
+    peak_ = g0_.rss_kib;
+  }
+  // One point per elapsed second; returns true when it took one.
+  bool maybe(std::int64_t t, series_point& p) {
+    if (t - last_ < ns_per_s) return false;
+    const auto g = sample_proc(gateway_);
+    const auto b = sample_proc(broker_);
+    p.t = static_cast<double>(t - start_) / ns_per_s;
+    p.gateway_rss_kib = g.rss_kib;
+    p.gateway_cpu = cpu_percent(gl_, g, t - last_);
+    p.broker_cpu = cpu_percent(bl_, b, t - last_);
+    peak_ = std::max(peak_, g.rss_kib);
+    gl_ = g;
+    bl_ = b;
+    last_ = t;
+    return true;
+  }
+  void end(std::int64_t t, run_result& r) {
+    const auto g = sample_proc(gateway_);
+    r.gateway_cpu = cpu_percent(g0_, g, t - start_);
+    r.broker_cpu = cpu_percent(b0_, sample_proc(broker_), t - start_);
+    r.bench_cpu = cpu_percent(s0_, sample_proc(::getpid()), t - start_);
+    r.rss_end_kib = g.rss_kib;
+    r.rss_peak_kib = std::max(peak_, g.rss_kib);
+  }
+  std::uint64_t gateway_rss() const { return sample_proc(gateway_).rss_kib; }
+
+ private:
+  pid_t gateway_, broker_;
+  std::int64_t start_ = 0, last_ = 0;
+  proc_sample g0_, gl_, b0_, bl_, s0_;
+  std::uint64_t peak_ = 0;
+};
+
+// Publishing pace shared by both loads: how many messages may go now.
+struct pace {
+  double rate = 0;  // 0: as fast as the window allows
+  std::int64_t start = 0;
+  std::uint64_t allowed(std::int64_t t, std::uint64_t sent) const {
+    if (rate <= 0) return UINT64_MAX;
+    const auto due = static_cast<std::uint64_t>(rate * static_cast<double>(t - start) / ns_per_s) + 1;
+    return due > sent ? due - sent : 0;
+  }
+};
+
+// ---------------------------------------------------------------- MQTT-SN clients over UDP
+
+class sn_load {
+ public:
+  sn_load(const options& o, const std::string& gw_host, std::uint16_t gw_port, std::uint32_t run)
+      : o_(o), run_(run), clients_(o.clients) {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+    // Our clients' addresses are all in 127/8: bound to every address, but only on loopback.
+    if (::setsockopt(fd_, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) != 0)
+      std::cerr << "mqttsn-bench: SO_BINDTODEVICE lo: " << std::strerror(errno) << " (continuing)\n";
+    const int buf = 8 << 20;
+    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) != 0)
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    if (::setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) != 0)
+      ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0)
+      throw std::runtime_error(std::string("bind: ") + std::strerror(errno));
+    gw_.sin_family = AF_INET;
+    gw_.sin_port = htons(gw_port);
+    if (::inet_pton(AF_INET, gw_host.c_str(), &gw_.sin_addr) != 1)
+      throw std::runtime_error("gateway address '" + gw_host + "' is not an IPv4 literal");
+    in_addr base{};
+    if (::inet_pton(AF_INET, o.source_base.c_str(), &base) != 1 || (ntohl(base.s_addr) >> 24) != 127)
+      throw cli::usage_error("--source-base: '" + o.source_base + "' is not an IPv4 address in 127/8");
+    base_ = ntohl(base.s_addr);
+    if (std::uint64_t{base_} + o.clients >= 0x80000000ULL)
+      throw cli::usage_error("--source-base: too high for " + std::to_string(o.clients) + " clients");
+    out_.resize(batch);
+    in_.resize(batch);
+    for (auto& s : out_) s.data.resize(o.payload + 64);
+    for (auto& s : in_) s.data.resize(2048);
+  }
+  ~sn_load() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  sn_load(const sn_load&) = delete;
+  sn_load& operator=(const sn_load&) = delete;
+
+  // Connects every client (CONNECT, then REGISTER of P/<client>); fills the connect figures.
+  void connect_all(run_result& r, sampler& smp) {
+    const auto start = now_ns();
+    smp.begin(start);
+    r.rss_start_kib = smp.gateway_rss();
+    if (o_.qos < 0) {  // QoS -1 needs no connection: predefined topic id 1
+      for (auto& c : clients_) {
+        c.st = state::ready;
+        c.topic = 1;
+      }
+      ready_ = clients_.size();
+      r.connected = ready_;
+      return;
+    }
+    const auto deadline = start + static_cast<std::int64_t>(o_.connect_timeout_s * ns_per_s);
+    pace p{o_.connect_rate, start};
+    std::size_t next = 0;
+    std::int64_t last_connack = start;
+    while (ready_ + failed_ < clients_.size() && now_ns() < deadline) {
+      const auto t = now_ns();
+      auto allowed = p.allowed(t, next);
+      while (next < clients_.size() && connecting_ < o_.connect_window && allowed-- > 0) {
+        auto& c = clients_[next];
+        c.st = state::connecting;
+        c.t0 = t;
+        ++connecting_;
+        send_connect(static_cast<std::uint32_t>(next++), false, t);
+      }
+      const auto before = connacks_;
+      pump(t + 1'000'000, r);
+      if (connacks_ != before) last_connack = now_ns();
+    }
+    for (auto& c : clients_) {
+      if (c.st != state::ready && c.st != state::failed) {
+        c.st = state::failed;
+        ++failed_;
+      }
+    }
+    flush();
+    r.connected = ready_;
+    r.connect_failed = failed_;
+    r.connect_s = static_cast<double>(last_connack - start) / ns_per_s;
+    r.connect_latency = connect_latency_;
+  }
+
+  // Holds the clients for `seconds` (keep-alive only) and notes the RSS.
+  void idle(double seconds, run_result& r) {
+    const auto end = now_ns() + static_cast<std::int64_t>(seconds * ns_per_s);
+    while (now_ns() < end) pump(std::min(end, now_ns() + 10'000'000), r);
+  }
+
+  void publish(run_result& r, collector& col, sampler& smp) {
+    for (std::uint32_t i = 0; i < clients_.size(); ++i) {
+      if (clients_[i].st == state::ready) free_.push_back(i);
+    }
+    const auto start = now_ns();
+    const auto end = start + static_cast<std::int64_t>(o_.duration_s * ns_per_s);
+    pace p{o_.rate, start};
+    const bool acked = o_.qos >= 1;
+    while (now_ns() < end) {
+      const auto t = now_ns();
+      auto allowed = p.allowed(t, r.sent);
+      while (allowed > 0 && !free_.empty() &&
+             (acked || o_.rate > 0 || r.sent - std::min(r.sent, col.delivered()) < o_.window)) {
+        const auto i = free_.front();
+        free_.pop_front();
+        auto& c = clients_[i];
+        if (c.st != state::ready) continue;
+        c.seq_sent = c.seq++;
+        c.t_sent = t;
+        c.tries = 0;
+        send_publish(i, false, t);
+        ++r.sent;
+        --allowed;
+        if (acked) {
+          c.phase = 1;
+          ++inflight_;
+        } else {
+          free_.push_back(i);
+        }
+      }
+      flush();
+      series_point sp;
+      if (smp.maybe(t, sp)) r.series.push_back(sp);
+      // Wake for the next due message, or at once when the pace is not the limit.
+      std::int64_t wake = t + 1'000'000;
+      if (o_.rate > 0) wake = std::min(wake, start + static_cast<std::int64_t>(static_cast<double>(r.sent) / o_.rate * ns_per_s));
+      pump(wake, r);
+    }
+    r.publish_s = static_cast<double>(std::min(now_ns(), end) - start) / ns_per_s;
+    // Drain: acknowledgements and deliveries still on their way.
+    const auto drain_end = now_ns() + static_cast<std::int64_t>(o_.drain_s * ns_per_s);
+    while (now_ns() < drain_end && (inflight_ > 0 || col.delivered() < r.sent)) {
+      pump(now_ns() + 5'000'000, r);
+      series_point sp;
+      if (smp.maybe(now_ns(), sp)) r.series.push_back(sp);
+    }
+    smp.end(now_ns(), r);
+    r.retransmissions = retransmissions_;
+    r.rejected = rejected_;
+    r.gave_up = gave_up_;
+    r.send_errors = send_errors_;
+    r.lost_clients = lost_;
+  }
+
+  void disconnect_all(run_result& r) {
+    if (o_.qos < 0) return;
+    for (std::uint32_t i = 0; i < clients_.size(); ++i) {
+      if (clients_[i].st != state::ready) continue;
+      queue(i, mqttsn::encode(mqttsn::disconnect{}));
+      clients_[i].st = state::failed;
+    }
+    flush();
+    pump(now_ns() + 200'000'000, r);
+  }
+
+ private:
+  enum class state : std::uint8_t { idle, connecting, registering, ready, failed };
+  enum class kind : std::uint8_t { connect, register_, publish, pubrel };
+  struct client {
+    state st = state::idle;
+    std::uint8_t phase = 0;  // 0 free, 1 awaiting PUBACK/PUBREC, 2 awaiting PUBCOMP
+    std::uint8_t tries = 0;
+    mqttsn::topic_id topic = 0;
+    mqttsn::msg_id mid = 0;
+    std::uint32_t seq = 0, seq_sent = 0;
+    std::int64_t t0 = 0, t_sent = 0, last_tx = 0;
+  };
+  struct timer {
+    std::int64_t due;
+    std::uint32_t client;
+    kind k;
+    mqttsn::msg_id mid;
+  };
+  struct slot {
+    std::vector<std::uint8_t> data;
+    std::size_t size = 0;
+    std::uint32_t client = 0;
+    sockaddr_in from{};
+    alignas(cmsghdr) std::uint8_t control[CMSG_SPACE(sizeof(in_pktinfo))]{};
+  };
+  static constexpr std::size_t batch = 256;
+
+  std::string client_id(std::uint32_t i) const {
+    return "b" + std::to_string(run_) + "-" + std::to_string(i);
+  }
+  std::string topic_name(std::uint32_t i) const { return o_.topic_prefix + "/" + std::to_string(i); }
+
+  void send_connect(std::uint32_t i, bool retry, std::int64_t t) {
+    queue(i, mqttsn::encode(mqttsn::connect{false, true, o_.keep_alive, client_id(i)}));
+    arm(i, kind::connect, 0, t);
+    if (retry) ++retransmissions_;
+  }
+  void send_register(std::uint32_t i, bool retry, std::int64_t t) {
+    queue(i, mqttsn::encode(mqttsn::register_{0, 1, topic_name(i)}));
+    arm(i, kind::register_, 1, t);
+    if (retry) ++retransmissions_;
+  }
+  void send_publish(std::uint32_t i, bool dup, std::int64_t t) {
+    auto& c = clients_[i];
+    mqttsn::publish p;
+    p.dup = dup;
+    p.q = static_cast<mqttsn::qos>(static_cast<std::int8_t>(o_.qos));
+    p.id_type = o_.qos < 0 ? mqttsn::topic_id_type::predefined : mqttsn::topic_id_type::normal;
+    p.id = c.topic;
+    if (o_.qos >= 1) {
+      if (!dup) c.mid = static_cast<mqttsn::msg_id>(c.mid % 0xFFFF + 1);
+      p.mid = c.mid;
+    }
+    p.data.assign(o_.payload, 0x5A);
+    write_header(p.data.data(), run_, i, c.seq_sent, c.t_sent);
+    queue(i, mqttsn::encode(p));
+    if (o_.qos >= 1) arm(i, kind::publish, c.mid, t);
+  }
+  void arm(std::uint32_t i, kind k, mqttsn::msg_id mid, std::int64_t t) {
+    timers_.push_back(timer{t + static_cast<std::int64_t>(o_.retry_s * ns_per_s), i, k, mid});
+  }
+
+  void queue(std::uint32_t i, const mqttsn::bytes& frame) {
+    if (count_ == batch) flush();
+    auto& s = out_[count_++];
+    if (s.data.size() < frame.size()) s.data.resize(frame.size());
+    std::memcpy(s.data.data(), frame.data(), frame.size());
+    s.size = frame.size();
+    s.client = i;
+    clients_[i].last_tx = now_cached_;
+  }
+
+  void flush() {
+    if (count_ == 0) return;
+    mmsghdr msgs[batch];
+    iovec iov[batch];
+    for (std::size_t k = 0; k < count_; ++k) {
+      auto& s = out_[k];
+      iov[k] = iovec{s.data.data(), s.size};
+      std::memset(s.control, 0, sizeof s.control);
+      msgs[k] = mmsghdr{};
+      msgs[k].msg_hdr.msg_name = &gw_;
+      msgs[k].msg_hdr.msg_namelen = sizeof gw_;
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      msgs[k].msg_hdr.msg_control = s.control;
+      msgs[k].msg_hdr.msg_controllen = sizeof s.control;
+      auto* cm = CMSG_FIRSTHDR(&msgs[k].msg_hdr);
+      cm->cmsg_level = IPPROTO_IP;
+      cm->cmsg_type = IP_PKTINFO;
+      cm->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+      in_pktinfo info{};
+      info.ipi_spec_dst.s_addr = htonl(base_ + s.client);
+      std::memcpy(CMSG_DATA(cm), &info, sizeof info);
+    }
+    std::size_t done = 0;
+    int stalls = 0;
+    while (done < count_) {
+      const int n = ::sendmmsg(fd_, msgs + done, static_cast<unsigned>(count_ - done), 0);
+      if (n > 0) {
+        done += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) && stalls++ < 100) {
+        pollfd pfd{fd_, POLLOUT, 0};
+        ::poll(&pfd, 1, 10);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      ++send_errors_;  // skip the datagram the kernel refused (retransmission covers QoS 1/2)
+      ++done;
+    }
+    count_ = 0;
+  }
+
+  // Sends what is queued, waits for datagrams until `until` (at most), handles them and the timers.
+  void pump(std::int64_t until, run_result& r) {
+    flush();
+    now_cached_ = now_ns();
+    const auto wait_ms = std::max<std::int64_t>(0, (until - now_cached_ + 999'999) / 1'000'000);
+    pollfd pfd{fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(wait_ms, 50))) > 0) receive(r);
+    now_cached_ = now_ns();
+    expire(now_cached_);
+    keep_alive(now_cached_);
+    flush();
+  }
+
+  void receive(run_result& r) {
+    mmsghdr msgs[batch];
+    iovec iov[batch];
+    for (int rounds = 0; rounds < 16; ++rounds) {
+      for (std::size_t k = 0; k < batch; ++k) {
+        auto& s = in_[k];
+        iov[k] = iovec{s.data.data(), s.data.size()};
+        msgs[k] = mmsghdr{};
+        msgs[k].msg_hdr.msg_name = &s.from;
+        msgs[k].msg_hdr.msg_namelen = sizeof s.from;
+        msgs[k].msg_hdr.msg_iov = &iov[k];
+        msgs[k].msg_hdr.msg_iovlen = 1;
+        msgs[k].msg_hdr.msg_control = s.control;
+        msgs[k].msg_hdr.msg_controllen = sizeof s.control;
+      }
+      const int n = ::recvmmsg(fd_, msgs, batch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) return;
+      now_cached_ = now_ns();
+      for (int k = 0; k < n; ++k) {
+        std::optional<std::uint32_t> to;
+        for (auto* cm = CMSG_FIRSTHDR(&msgs[k].msg_hdr); cm; cm = CMSG_NXTHDR(&msgs[k].msg_hdr, cm)) {
+          if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            in_pktinfo info{};
+            std::memcpy(&info, CMSG_DATA(cm), sizeof info);
+            to = ntohl(info.ipi_addr.s_addr);
+          }
+        }
+        if (!to || *to < base_ || *to - base_ >= clients_.size()) continue;
+        handle(*to - base_, std::span<const std::uint8_t>(in_[static_cast<std::size_t>(k)].data.data(), msgs[k].msg_len), r);
+      }
+      if (static_cast<std::size_t>(n) < batch) return;
+    }
+  }
+
+  void handle(std::uint32_t i, std::span<const std::uint8_t> frame, run_result& r) {
+    auto decoded = mqttsn::decode(frame);
+    auto* m = std::get_if<mqttsn::message>(&decoded);
+    if (!m) return;
+    auto& c = clients_[i];
+    const auto t = now_cached_;
+    std::visit(mqttsn::overloaded{
+                   [&](const mqttsn::connack& a) {
+                     if (c.st != state::connecting) return;
+                     --connecting_;
+                     ++connacks_;
+                     if (a.rc != mqttsn::return_code::accepted) {
+                       c.st = state::failed;
+                       ++failed_;
+                       return;
+                     }
+                     connect_latency_.record(static_cast<std::uint64_t>(t - c.t0));
+                     c.st = state::registering;
+                     send_register(i, false, t);
+                   },
+                   [&](const mqttsn::regack& a) {
+                     if (c.st != state::registering) return;
+                     if (a.rc != mqttsn::return_code::accepted) {
+                       c.st = state::failed;
+                       ++failed_;
+                       return;
+                     }
+                     c.topic = a.id;
+                     c.st = state::ready;
+                     ++ready_;
+                   },
+                   [&](const mqttsn::puback& a) {
+                     if (c.phase != 1 || a.mid != c.mid || o_.qos != 1) return;
+                     if (a.rc != mqttsn::return_code::accepted) ++rejected_;
+                     done(i);
+                   },
+                   [&](const mqttsn::pubrec& a) {
+                     if (o_.qos != 2 || a.mid != c.mid || c.phase == 0) return;
+                     c.phase = 2;
+                     c.tries = 0;
+                     queue(i, mqttsn::encode(mqttsn::pubrel{c.mid}));
+                     arm(i, kind::pubrel, c.mid, t);
+                   },
+                   [&](const mqttsn::pubcomp& a) {
+                     if (c.phase != 2 || a.mid != c.mid) return;
+                     done(i);
+                   },
+                   [&](const mqttsn::register_& g) {  // the gateway's REGISTER: accept it
+                     queue(i, mqttsn::encode(mqttsn::regack{g.id, g.mid, mqttsn::return_code::accepted}));
+                   },
+                   [&](const mqttsn::pingreq&) { queue(i, mqttsn::encode(mqttsn::pingresp{})); },
+                   [&](const mqttsn::disconnect&) {
+                     if (c.st == state::ready) {
+                       ++lost_;
+                       if (c.phase != 0) {
+                         c.phase = 0;
+                         --inflight_;
+                       }
+                     }
+                     if (c.st == state::connecting) --connecting_;
+                     if (c.st != state::failed) ++failed_;
+                     c.st = state::failed;
+                   },
+                   [&](const auto&) {},
+               },
+               *m);
+    (void)r;
+  }
+
+  void done(std::uint32_t i) {
+    auto& c = clients_[i];
+    c.phase = 0;
+    --inflight_;
+    free_.push_back(i);
+  }
+
+  void expire(std::int64_t t) {
+    while (!timers_.empty() && timers_.front().due <= t) {
+      const auto tm = timers_.front();
+      timers_.pop_front();
+      auto& c = clients_[tm.client];
+      switch (tm.k) {
+        case kind::connect:
+          if (c.st == state::connecting) send_connect(tm.client, true, t);
+          break;
+        case kind::register_:
+          if (c.st == state::registering) send_register(tm.client, true, t);
+          break;
+        case kind::publish:
+        case kind::pubrel: {
+          const std::uint8_t phase = tm.k == kind::publish ? 1 : 2;
+          if (c.phase != phase || c.mid != tm.mid || c.st != state::ready) break;
+          if (c.tries++ >= o_.retries) {
+            ++gave_up_;
+            done(tm.client);
+            break;
+          }
+          ++retransmissions_;
+          if (phase == 1) {
+            send_publish(tm.client, true, t);
+          } else {
+            queue(tm.client, mqttsn::encode(mqttsn::pubrel{c.mid}));
+            arm(tm.client, kind::pubrel, c.mid, t);
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  // PINGREQ for clients quiet for half their keep-alive; scanned at most once a second.
+  void keep_alive(std::int64_t t) {
+    if (o_.qos < 0 || t - last_scan_ < ns_per_s) return;
+    last_scan_ = t;
+    const std::int64_t half = std::int64_t{o_.keep_alive} * ns_per_s / 2;
+    for (std::uint32_t i = 0; i < clients_.size(); ++i) {
+      if (clients_[i].st == state::ready && t - clients_[i].last_tx > half) queue(i, mqttsn::encode(mqttsn::pingreq{}));
+    }
+  }
+
+  const options& o_;
+  const std::uint32_t run_;
+  int fd_ = -1;
+  sockaddr_in gw_{};
+  std::uint32_t base_ = 0;
+  std::vector<client> clients_;
+  std::deque<std::uint32_t> free_;
+  std::deque<timer> timers_;  // due times only grow: a FIFO is a priority queue here
+  std::vector<slot> out_, in_;
+  std::size_t count_ = 0;
+  std::int64_t now_cached_ = 0, last_scan_ = 0;
+  std::size_t ready_ = 0, failed_ = 0, connecting_ = 0, inflight_ = 0;
+  std::uint64_t connacks_ = 0, retransmissions_ = 0, rejected_ = 0, gave_up_ = 0, send_errors_ = 0, lost_ = 0;
+  histogram connect_latency_;
+};
+
+// ---------------------------------------------------------------- the same workload as MQTT clients
+
+class direct_load {
+ public:
+  direct_load(const options& o, const std::string& uri, std::uint32_t run) : o_(o), uri_(uri), run_(run) {}
+  ~direct_load() {
+    for (auto& c : clients_) {
+      try {
+        if (c->cli->is_connected()) c->cli->disconnect()->wait_for(std::chrono::seconds(2));
+      } catch (const std::exception&) {  // the broker may be gone already
+      }
+    }
+  }
+  direct_load(const direct_load&) = delete;
+  direct_load& operator=(const direct_load&) = delete;
+
+  void connect_all(run_result& r, sampler& smp) {
+    const auto start = now_ns();
+    smp.begin(start);
+    const auto deadline = start + static_cast<std::int64_t>(o_.connect_timeout_s * ns_per_s);
+    mqtt::connect_options co;
+    co.set_mqtt_version(MQTTVERSION_3_1_1);
+    co.set_clean_session(true);
+    co.set_keep_alive_interval(o_.keep_alive);
+    co.set_connect_timeout(static_cast<int>(std::max(1.0, o_.connect_timeout_s)));
+    struct pending {
+      std::size_t i;
+      mqtt::token_ptr tok;
+      std::int64_t t0;
+    };
+    std::deque<pending> waiting;
+    pace p{o_.connect_rate, start};
+    std::size_t next = 0;
+    std::int64_t last = start;
+    while ((next < o_.clients || !waiting.empty()) && now_ns() < deadline) {
+      const auto t = now_ns();
+      auto allowed = p.allowed(t, next);
+      while (next < o_.clients && waiting.size() < o_.connect_window && allowed-- > 0) {
+        auto c = std::make_unique<direct_client>(*this, static_cast<std::uint32_t>(next));
+        c->cli = std::make_unique<mqtt::async_client>(uri_, "d" + std::to_string(run_) + "-" + std::to_string(next),
+                                                      static_cast<mqtt::iclient_persistence*>(nullptr));
+        waiting.push_back({next, c->cli->connect(co), t});
+        clients_.push_back(std::move(c));
+        ++next;
+      }
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if (!it->tok->is_complete()) {
+          ++it;
+          continue;
+        }
+        if (clients_[it->i]->cli->is_connected()) {
+          clients_[it->i]->ready = true;
+          ++r.connected;
+          connect_latency_.record(static_cast<std::uint64_t>(now_ns() - it->t0));
+          last = now_ns();
+        } else {
+          ++r.connect_failed;
+        }
+        it = waiting.erase(it);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    r.connect_failed += waiting.size() + (o_.clients - next);
+    r.connect_s = static_cast<double>(last - start) / ns_per_s;
+    r.connect_latency = connect_latency_;
+  }
+
+  void publish(run_result& r, collector& col, sampler& smp) {
+    const int q = std::max(0, o_.qos);
+    const bool acked = q >= 1;
+    std::deque<std::uint32_t> free;
+    for (std::uint32_t i = 0; i < clients_.size(); ++i) {
+      if (clients_[i]->ready) free.push_back(i);
+    }
+    std::vector<std::uint8_t> payload(o_.payload, 0x5A);
+    const auto start = now_ns();
+    const auto end = start + static_cast<std::int64_t>(o_.duration_s * ns_per_s);
+    pace p{o_.rate, start};
+    std::size_t inflight = 0;
+    std::vector<std::uint32_t> completed;
+    auto collect = [&] {
+      completed.clear();
+      {
+        std::lock_guard lock(mutex_);
+        completed.swap(completions_);
+      }
+      for (auto i : completed) {
+        --inflight;
+        free.push_back(i);
+      }
+    };
+    while (now_ns() < end) {
+      collect();
+      const auto t = now_ns();
+      auto allowed = p.allowed(t, r.sent);
+      while (allowed > 0 && !free.empty() &&
+             (acked || o_.rate > 0 || r.sent - std::min(r.sent, col.delivered()) < o_.window)) {
+        const auto i = free.front();
+        free.pop_front();
+        auto& c = *clients_[i];
+        write_header(payload.data(), run_, i, c.seq++, now_ns());
+        const auto topic = o_.topic_prefix + "/" + std::to_string(i);
+        try {
+          if (acked) {
+            c.cli->publish(topic, payload.data(), payload.size(), q, false, nullptr, c);
+            ++inflight;
+          } else {
+            c.cli->publish(topic, payload.data(), payload.size(), q, false);
+            free.push_back(i);
+          }
+          ++r.sent;
+        } catch (const mqtt::exception&) {
+          ++r.send_errors;
+          free.push_back(i);
+        }
+        --allowed;
+      }
+      series_point sp;
+      if (smp.maybe(now_ns(), sp)) r.series.push_back(sp);
+      if (o_.rate > 0) {
+        const auto due = start + static_cast<std::int64_t>(static_cast<double>(r.sent) / o_.rate * ns_per_s);
+        const auto wait = std::clamp<std::int64_t>(due - now_ns(), 0, 1'000'000);
+        if (wait > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait));
+      } else if (free.empty() || !acked) {
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    }
+    r.publish_s = static_cast<double>(now_ns() - start) / ns_per_s;
+    const auto drain_end = now_ns() + static_cast<std::int64_t>(o_.drain_s * ns_per_s);
+    while (now_ns() < drain_end && (inflight > 0 || col.delivered() < r.sent)) {
+      collect();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    smp.end(now_ns(), r);
+    r.gave_up = failures_.load();
+  }
+
+ private:
+  struct direct_client : mqtt::iaction_listener {
+    direct_client(direct_load& o, std::uint32_t i) : owner(o), index(i) {}
+    void on_success(const mqtt::token&) override { owner.complete(index); }
+    void on_failure(const mqtt::token&) override {
+      ++owner.failures_;
+      owner.complete(index);
+    }
+    direct_load& owner;
+    std::uint32_t index;
+    std::unique_ptr<mqtt::async_client> cli;
+    std::uint32_t seq = 0;
+    bool ready = false;
+  };
+  void complete(std::uint32_t i) {
+    std::lock_guard lock(mutex_);
+    completions_.push_back(i);
+  }
+
+  const options& o_;
+  std::string uri_;
+  std::uint32_t run_;
+  std::vector<std::unique_ptr<direct_client>> clients_;
+  std::mutex mutex_;
+  std::vector<std::uint32_t> completions_;
+  std::atomic<std::uint64_t> failures_{0};
+  histogram connect_latency_;
+};
+
+// ---------------------------------------------------------------- the runs
+
+void finish(run_result& r, const collector& col, std::uint64_t rcvbuf_before) {
+  const auto s = col.take();
+  r.delivered = s->delivered;
+  r.duplicates = s->duplicates;
+  r.foreign = s->foreign;
+  r.latency = s->latency;
+  r.udp_rcvbuf_errors = udp_rcvbuf_errors() - rcvbuf_before;
+  // Per-second deliveries and latency join the /proc samples taken at the same seconds.
+  for (std::size_t k = 0; k < r.series.size(); ++k) {
+    if (k < s->bins.size()) {
+      r.series[k].delivered = s->bins[k].delivered;
+      r.series[k].p50_us = static_cast<double>(s->bins[k].latency.quantile(0.5)) / 1000.0;
+      r.series[k].p99_us = static_cast<double>(s->bins[k].latency.quantile(0.99)) / 1000.0;
+    }
+  }
+}
+
+// Starts our own gateway: the broker, a free UDP port, the mode, enough --max-clients.
+struct gateway_child {
+  pid_t pid = -1;
+  std::uint16_t port = 0;
+  std::unique_ptr<itest::temp_dir> dir;
+  std::string log_path;
+
+  gateway_child(const options& o, const std::string& broker_uri) {
+    dir = std::make_unique<itest::temp_dir>("mqttsn-bench-gw");
+    log_path = (dir->path() / "gateway.log").string();
+    port = itest::free_port(true);
+    std::vector<std::string> args{o.gateway_bin, "--broker", broker_uri, "--udp", "127.0.0.1:" + std::to_string(port),
+                                  "--mode", o.mode, "--max-clients", std::to_string(o.clients + 16),
+                                  "--stats-interval", "0", "--predefined", "1=" + o.topic_prefix + "/m1"};
+    args.insert(args.end(), o.gateway_args.begin(), o.gateway_args.end());
+    if (::access(o.gateway_bin.c_str(), X_OK) != 0)
+      throw std::runtime_error("gateway binary " + o.gateway_bin + " not found (--gateway-bin)");
+    pid = itest::spawn_process(args, log_path);
+    // Ready when it answers SEARCHGW and has reached the broker (its log says so).
+    const bool up = itest::wait_until(
+        [&] {
+          const auto text = log();
+          return text.find("connected to broker") != std::string::npos ||
+                 text.find("upstream: connected") != std::string::npos;
+        },
+        std::chrono::seconds(15));
+    tools::client probe("127.0.0.1", port, tools::client_options{"bench-probe", 0, std::chrono::milliseconds(200), 25, {}});
+    if (!up || !probe.searchgw(0, std::chrono::seconds(5))) {
+      const auto text = log();
+      itest::stop_process(pid, std::chrono::seconds(2));
+      throw std::runtime_error("the gateway did not come up; its log:\n" + text);
+    }
+  }
+  ~gateway_child() { itest::stop_process(pid, std::chrono::seconds(5)); }
+  std::string log() const {
+    std::ifstream in(log_path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+};
+
+// Raises the open-file limit (inherited by the gateway and broker we start): transparent mode holds
+// one TCP connection per client in each of them, the direct baseline one per client here.
+void raise_nofile(std::size_t clients) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  const rlim_t want = static_cast<rlim_t>(clients) * 2 + 4096;
+  if (rl.rlim_max < want) {
+    rlimit more{want, want};
+    if (::setrlimit(RLIMIT_NOFILE, &more) == 0) return;  // root (CAP_SYS_RESOURCE) only
+  }
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+std::string fmt_num(double v, int decimals = 0) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+std::string us(std::uint64_t ns) { return fmt_num(static_cast<double>(ns) / 1000.0, 1); }
+
+void print_table(const options& o, const std::vector<run_result>& runs, const std::string& target) {
+  std::cout << "mqttsn-bench: " << o.clients << " clients, QoS " << o.qos << ", " << o.payload << "-byte payload, rate "
+            << (o.rate > 0 ? fmt_num(o.rate) + "/s" : std::string("max")) << ", " << fmt_num(o.duration_s, 1) << " s, "
+            << target << "\n";
+  std::printf("%-26s", "");
+  for (const auto& r : runs) std::printf("%18s", r.name.c_str());
+  const bool ratio = runs.size() == 2;
+  if (ratio) std::printf("%18s", "gateway/direct");
+  std::printf("\n");
+  auto row = [&](const char* label, auto value, bool with_ratio, auto numeric) {
+    std::printf("%-26s", label);
+    for (const auto& r : runs) std::printf("%18s", value(r).c_str());
+    if (ratio && with_ratio) {
+      const double d = numeric(runs[1]);
+      std::printf("%18s", d > 0 ? fmt_num(numeric(runs[0]) / d, 3).c_str() : "-");
+    }
+    std::printf("\n");
+  };
+  auto none = [](const run_result&) { return 0.0; };
+  row("clients connected", [](const run_result& r) { return std::to_string(r.connected) + "/" + std::to_string(r.clients); }, false, none);
+  row("connect rate /s", [](const run_result& r) { return fmt_num(r.connect_rate()); }, true, [](const run_result& r) { return r.connect_rate(); });
+  row("connect p50 / p99 ms", [](const run_result& r) {
+        return fmt_num(static_cast<double>(r.connect_latency.quantile(0.5)) / 1e6, 2) + " / " +
+               fmt_num(static_cast<double>(r.connect_latency.quantile(0.99)) / 1e6, 2);
+      }, false, none);
+  row("sent", [](const run_result& r) { return std::to_string(r.sent); }, false, none);
+  row("delivered", [](const run_result& r) { return std::to_string(r.delivered); }, false, none);
+  row("delivered msgs/s", [](const run_result& r) { return fmt_num(r.delivered_per_s()); }, true, [](const run_result& r) { return r.delivered_per_s(); });
+  row("lost", [](const run_result& r) { return std::to_string(r.loss()); }, false, none);
+  row("duplicates", [](const run_result& r) { return std::to_string(r.duplicates); }, false, none);
+  row("retransmissions", [](const run_result& r) { return std::to_string(r.retransmissions); }, false, none);
+  row("latency p50 us", [](const run_result& r) { return us(r.latency.quantile(0.5)); }, true, [](const run_result& r) { return static_cast<double>(r.latency.quantile(0.5)); });
+  row("latency p99 us", [](const run_result& r) { return us(r.latency.quantile(0.99)); }, true, [](const run_result& r) { return static_cast<double>(r.latency.quantile(0.99)); });
+  row("latency p99.9 us", [](const run_result& r) { return us(r.latency.quantile(0.999)); }, false, none);
+  row("latency max us", [](const run_result& r) { return us(r.latency.max()); }, false, none);
+  row("gateway RSS start KiB", [](const run_result& r) { return std::to_string(r.rss_start_kib); }, false, none);
+  row("gateway RSS connected KiB", [](const run_result& r) { return std::to_string(r.rss_connected_kib); }, false, none);
+  row("gateway RSS peak KiB", [](const run_result& r) { return std::to_string(r.rss_peak_kib); }, false, none);
+  row("RSS per client B", [](const run_result& r) { return fmt_num(r.rss_per_client_b()); }, false, none);
+  row("gateway CPU %", [](const run_result& r) { return fmt_num(r.gateway_cpu, 1); }, false, none);
+  row("broker CPU %", [](const run_result& r) { return fmt_num(r.broker_cpu, 1); }, false, none);
+  row("bench CPU %", [](const run_result& r) { return fmt_num(r.bench_cpu, 1); }, false, none);
+  row("UDP rcvbuf drops", [](const run_result& r) { return std::to_string(r.udp_rcvbuf_errors); }, false, none);
+  row("lost clients / gave up", [](const run_result& r) { return std::to_string(r.lost_clients) + " / " + std::to_string(r.gave_up); }, false, none);
+  if (ratio) {
+    std::printf("added latency (gateway - direct): p50 %s us, p99 %s us\n",
+                fmt_num((static_cast<double>(runs[0].latency.quantile(0.5)) - static_cast<double>(runs[1].latency.quantile(0.5))) / 1000.0, 1).c_str(),
+                fmt_num((static_cast<double>(runs[0].latency.quantile(0.99)) - static_cast<double>(runs[1].latency.quantile(0.99))) / 1000.0, 1).c_str());
+  }
+  std::fflush(stdout);
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    if (static_cast<unsigned char>(ch) < 0x20) continue;
+    out += ch;
+  }
+  return out;
+}
+
+void write_json(const std::string& path, const options& o, const std::vector<run_result>& runs, const std::string& target) {
+  std::ofstream f(path, std::ios::trunc);
+  if (!f) throw std::runtime_error("cannot write " + path);
+  utsname u{};
+  ::uname(&u);
+  f << "{\n  \"tool\": \"mqttsn-bench\",\n";
+  f << "  \"machine\": {\"cpus\": " << std::thread::hardware_concurrency() << ", \"kernel\": \"" << json_escape(u.release)
+    << "\", \"arch\": \"" << json_escape(u.machine) << "\"},\n";
+  f << "  \"config\": {\"clients\": " << o.clients << ", \"qos\": " << o.qos << ", \"payload\": " << o.payload
+    << ", \"rate\": " << o.rate << ", \"duration_s\": " << o.duration_s << ", \"mode\": \"" << json_escape(o.mode)
+    << "\", \"target\": \"" << json_escape(target) << "\"},\n  \"runs\": {\n";
+  for (std::size_t k = 0; k < runs.size(); ++k) {
+    const auto& r = runs[k];
+    auto q = [&](double p) { return fmt_num(static_cast<double>(r.latency.quantile(p)) / 1000.0, 1); };
+    f << "    \"" << r.name << "\": {\"clients\": " << r.clients << ", \"connected\": " << r.connected
+      << ", \"connect_failed\": " << r.connect_failed << ", \"connect_s\": " << fmt_num(r.connect_s, 3)
+      << ", \"connect_rate\": " << fmt_num(r.connect_rate(), 1) << ", \"sent\": " << r.sent
+      << ", \"delivered\": " << r.delivered << ", \"lost\": " << r.loss() << ", \"duplicates\": " << r.duplicates
+      << ", \"retransmissions\": " << r.retransmissions << ", \"rejected\": " << r.rejected
+      << ", \"gave_up\": " << r.gave_up << ", \"lost_clients\": " << r.lost_clients
+      << ", \"publish_s\": " << fmt_num(r.publish_s, 3) << ", \"delivered_per_s\": " << fmt_num(r.delivered_per_s(), 1)
+      << ", \"latency_us\": {\"p50\": " << q(0.5) << ", \"p99\": " << q(0.99) << ", \"p999\": " << q(0.999)
+      << ", \"max\": " << fmt_num(static_cast<double>(r.latency.max()) / 1000.0, 1) << "}"
+      << ", \"rss_kib\": {\"start\": " << r.rss_start_kib << ", \"connected\": " << r.rss_connected_kib
+      << ", \"peak\": " << r.rss_peak_kib << ", \"end\": " << r.rss_end_kib << "}"
+      << ", \"rss_per_client_b\": " << fmt_num(r.rss_per_client_b(), 1) << ", \"gateway_cpu_pct\": " << fmt_num(r.gateway_cpu, 1)
+      << ", \"broker_cpu_pct\": " << fmt_num(r.broker_cpu, 1) << ", \"bench_cpu_pct\": " << fmt_num(r.bench_cpu, 1)
+      << ", \"udp_rcvbuf_drops\": " << r.udp_rcvbuf_errors << ",\n      \"series\": [";
+    for (std::size_t i = 0; i < r.series.size(); ++i) {
+      const auto& s = r.series[i];
+      f << (i ? ", " : "") << "{\"t\": " << fmt_num(s.t, 2) << ", \"delivered\": " << s.delivered << ", \"p50_us\": "
+        << fmt_num(s.p50_us, 1) << ", \"p99_us\": " << fmt_num(s.p99_us, 1) << ", \"gateway_rss_kib\": " << s.gateway_rss_kib
+        << ", \"gateway_cpu_pct\": " << fmt_num(s.gateway_cpu, 1) << ", \"broker_cpu_pct\": " << fmt_num(s.broker_cpu, 1) << "}";
+    }
+    f << "]}" << (k + 1 < runs.size() ? "," : "") << "\n";
+  }
+  f << "  }";
+  if (runs.size() == 2) {
+    const auto& g = runs[0];
+    const auto& d = runs[1];
+    f << ",\n  \"ratios\": {\"throughput\": "
+      << fmt_num(d.delivered_per_s() > 0 ? g.delivered_per_s() / d.delivered_per_s() : 0, 3)
+      << ", \"added_p50_us\": " << fmt_num((static_cast<double>(g.latency.quantile(0.5)) - static_cast<double>(d.latency.quantile(0.5))) / 1000.0, 1)
+      << ", \"added_p99_us\": " << fmt_num((static_cast<double>(g.latency.quantile(0.99)) - static_cast<double>(d.latency.quantile(0.99))) / 1000.0, 1)
+      << "}";
+  }
+  f << "\n}\n";
+}
+
+int run(const options& o) {
+  raise_nofile(o.clients);
+  // Our own broker unless told otherwise: no per-subscriber inflight cap and a deep (bounded)
+  // queue, so the broker's defaults (20 in flight, 1000 queued) do not limit or drop deliveries
+  // to the measuring subscriber; TCP_NODELAY so Nagle does not add latency.
+  std::unique_ptr<itest::mosquitto_broker> broker;
+  std::string uri = o.broker;
+  pid_t broker_pid = 0;
+  if (uri.empty()) {
+    itest::broker_options bo;
+    bo.extra_config = {"max_inflight_messages 0", "max_queued_messages 1000000", "set_tcp_nodelay true"};
+    broker = std::make_unique<itest::mosquitto_broker>(bo);
+    uri = broker->uri();
+    broker_pid = broker->pid();
+  }
+  measuring_subscriber sub(uri, o.topic_prefix + "/#", std::max(0, o.qos));
+
+  std::vector<run_result> runs;
+  std::vector<std::unique_ptr<collector>> collectors;
+  std::string target;
+  const auto run_base = static_cast<std::uint32_t>(::getpid()) << 8;
+
+  if (!o.direct_only) {
+    std::unique_ptr<gateway_child> child;
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;
+    pid_t gw_pid = o.gateway_pid;
+    if (o.gateway.empty()) {
+      child = std::make_unique<gateway_child>(o, uri);
+      port = child->port;
+      gw_pid = child->pid;
+      target = "gateway " + o.mode + " (started)";
+    } else {
+      const auto colon = o.gateway.rfind(':');
+      if (colon == std::string::npos) throw cli::usage_error("--gateway: '" + o.gateway + "' is not HOST:PORT");
+      host = o.gateway.substr(0, colon);
+      port = static_cast<std::uint16_t>(number_arg("gateway", o.gateway.c_str() + colon + 1, 1, 65535));
+      target = "gateway at " + o.gateway;
+    }
+    run_result r;
+    r.name = "gateway";
+    r.clients = o.clients;
+    const auto run_id = run_base | 1;
+    sampler smp(gw_pid, broker_pid);
+    sn_load load(o, host, port, run_id);
+    const auto rcvbuf = udp_rcvbuf_errors();
+    load.connect_all(r, smp);
+    std::cerr << "mqttsn-bench: gateway: " << r.connected << "/" << o.clients << " connected in " << fmt_num(r.connect_s, 2) << " s\n";
+    if (o.idle_s > 0) load.idle(o.idle_s, r);
+    r.rss_connected_kib = smp.gateway_rss();
+    collectors.push_back(std::make_unique<collector>(run_id, o.clients, now_ns()));
+    sub.measure(collectors.back().get());
+    load.publish(r, *collectors.back(), smp);
+    finish(r, *collectors.back(), rcvbuf);
+    load.disconnect_all(r);
+    runs.push_back(std::move(r));
+  }
+  if (o.direct) {
+    run_result r;
+    r.name = "direct";
+    r.clients = o.clients;
+    const auto run_id = run_base | 2;
+    sampler smp(0, broker_pid);
+    direct_load load(o, uri, run_id);
+    const auto rcvbuf = udp_rcvbuf_errors();
+    load.connect_all(r, smp);
+    std::cerr << "mqttsn-bench: direct: " << r.connected << "/" << o.clients << " connected in " << fmt_num(r.connect_s, 2) << " s\n";
+    collectors.push_back(std::make_unique<collector>(run_id, o.clients, now_ns()));
+    sub.measure(collectors.back().get());
+    load.publish(r, *collectors.back(), smp);
+    finish(r, *collectors.back(), rcvbuf);
+    runs.push_back(std::move(r));
+    if (target.empty()) target = "direct only";
+  }
+  sub.measure(nullptr);
+  if (broker) target += ", broker mosquitto (started)";
+  print_table(o, runs, target);
+  if (!o.json.empty()) write_json(o.json, o, runs, target);
+
+  if (o.fail_on_loss) {
+    for (const auto& r : runs) {
+      if (r.delivered == 0 || r.loss() > 0 || r.connected != r.clients || r.lost_clients > 0 || r.gave_up > 0) {
+        std::cerr << "mqttsn-bench: " << r.name << " run lost messages or clients (--fail-on-loss)\n";
+        return 3;
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  try {
+    if (!parse_options(argc, argv, o)) return 0;
+    return run(o);
+  } catch (const cli::usage_error& e) {
+    std::cerr << "mqttsn-bench: " << e.what() << "\n(--help lists the options)\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "mqttsn-bench: " << e.what() << '\n';
+    return 2;
+  }
+}
