@@ -10,9 +10,12 @@
 // come from /proc. Everything is bounded in time and count and stays on loopback.
 #include <arpa/inet.h>
 #include <getopt.h>
-#include <mqtt/async_client.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
@@ -44,6 +47,7 @@
 #include "mqttsn/overloaded.hpp"
 #include "tests/integration/harness.hpp"
 #include "tools/bench/histogram.hpp"
+#include "tools/bench/mqtt_wire.hpp"
 #include "tools/client/mqttsn_client.hpp"
 
 namespace {
@@ -347,6 +351,23 @@ class collector {
   }
 
   std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
+  // "client 3: seq 17-18" lines for the first `max` gaps (what was sent and never seen).
+  std::string gaps(const std::vector<std::uint32_t>& sent_per_client, std::size_t max) const {
+    std::lock_guard lock(mutex_);
+    std::string out;
+    std::size_t n = 0;
+    for (std::size_t c = 0; c < seen_.size() && c < sent_per_client.size(); ++c) {
+      for (std::uint32_t q = 0; q < sent_per_client[c] && n < max; ++q) {
+        if (q < seen_[c].size() && seen_[c][q]) continue;
+        std::uint32_t e = q;
+        while (e + 1 < sent_per_client[c] && !(e + 1 < seen_[c].size() && seen_[c][e + 1])) ++e;
+        out += "  client " + std::to_string(c) + ": seq " + std::to_string(q) + (e > q ? "-" + std::to_string(e) : "") + "\n";
+        ++n;
+        q = e;
+      }
+    }
+    return out;
+  }
   // Copies under the lock: the subscriber may still be delivering late duplicates.
   struct snapshot {
     std::uint64_t delivered = 0, duplicates = 0, foreign = 0;
@@ -376,41 +397,140 @@ class collector {
   std::atomic<std::uint64_t> delivered_{0};
 };
 
-// The broker-side MQTT subscriber that measures every run: P/# at the run's QoS.
+// ---------------------------------------------------------------- plain MQTT over TCP
+
+namespace wire = bench::mqtt_wire;
+
+// "tcp://127.0.0.1:1883" -> a connected TCP socket (blocking, TCP_NODELAY).
+int tcp_connect(const std::string& uri) {
+  std::string rest = uri;
+  if (rest.rfind("tcp://", 0) == 0) rest = rest.substr(6);
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("broker '" + uri + "': not tcp://HOST:PORT");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(rest.substr(colon + 1))));
+  const std::string host = rest.substr(0, colon) == "localhost" ? "127.0.0.1" : rest.substr(0, colon);
+  if (::inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1)
+    throw std::runtime_error("broker '" + uri + "': the host must be an IPv4 literal");
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error("connect to " + uri + ": " + std::strerror(e));
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+bool write_all(int fd, const wire::bytes& b) {
+  std::size_t done = 0;
+  while (done < b.size()) {
+    const auto n = ::send(fd, b.data() + done, b.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// The broker-side MQTT subscriber that measures every run (P/# at the run's QoS), on a thread and
+// a connection of its own, so nothing it measures shares them.
 class measuring_subscriber {
  public:
-  measuring_subscriber(const std::string& uri, const std::string& filter, int qos)
-      : cli_(uri, "mqttsn-bench-sub-" + std::to_string(::getpid()), static_cast<mqtt::iclient_persistence*>(nullptr)) {
-    cli_.set_message_callback([this](const mqtt::const_message_ptr& m) {
-      const auto t = now_ns();
-      if (auto* c = current_.load(std::memory_order_acquire)) {
-        const auto& p = m->get_payload();
-        c->on_payload(reinterpret_cast<const std::uint8_t*>(p.data()), p.size(), t);
+  measuring_subscriber(const std::string& uri, const std::string& filter, int qos) : fd_(tcp_connect(uri)) {
+    timeval tv{0, 100'000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    wire::bytes out;
+    wire::append_connect(out, "mqttsn-bench-sub-" + std::to_string(::getpid()), 60);
+    wire::append_subscribe(out, 1, filter, qos);
+    if (!write_all(fd_, out)) throw std::runtime_error("measuring subscriber: cannot send to " + uri);
+    // CONNACK, then SUBACK, within 10 s.
+    const auto deadline = now_ns() + 10 * ns_per_s;
+    bool subscribed = false;
+    while (!subscribed && now_ns() < deadline) {
+      const auto n = ::recv(fd_, in_.space(4096), 4096, 0);
+      if (n == 0) break;
+      if (n < 0) continue;
+      in_.commit(static_cast<std::size_t>(n));
+      wire::packet p;
+      bool bad = false;
+      while (in_.next(p, bad)) {
+        if (p.type == wire::connack && (p.body.size() < 2 || p.body[1] != 0))
+          throw std::runtime_error("measuring subscriber: the broker refused the connection");
+        if (p.type == wire::suback) subscribed = p.body.size() >= 3 && p.body[2] != 0x80;
       }
-    });
-    mqtt::connect_options co;
-    co.set_mqtt_version(MQTTVERSION_3_1_1);
-    co.set_clean_session(true);
-    co.set_keep_alive_interval(60);
-    co.set_connect_timeout(10);
-    cli_.connect(co)->wait_for(std::chrono::seconds(15));
-    if (!cli_.is_connected()) throw std::runtime_error("measuring subscriber: cannot connect to " + uri);
-    const auto tok = cli_.subscribe(filter, qos);
-    if (!tok->wait_for(std::chrono::seconds(10))) throw std::runtime_error("measuring subscriber: no SUBACK");
+    }
+    if (!subscribed) {
+      ::close(fd_);
+      throw std::runtime_error("measuring subscriber: no CONNACK/SUBACK from " + uri);
+    }
+    thread_ = std::thread([this] { loop(); });
   }
   ~measuring_subscriber() {
-    current_.store(nullptr);
-    try {
-      cli_.disconnect()->wait_for(std::chrono::seconds(5));
-    } catch (const std::exception&) {  // nothing to do on the way out
-    }
+    stop_ = true;
+    thread_.join();
+    wire::bytes out;
+    wire::append_simple(out, wire::disconnect);
+    write_all(fd_, out);
+    ::close(fd_);
   }
-  // Collectors outlive the subscriber (kept by main), so a late callback never sees a dead one.
+  measuring_subscriber(const measuring_subscriber&) = delete;
+  measuring_subscriber& operator=(const measuring_subscriber&) = delete;
+
+  // Collectors outlive the subscriber (kept by run()), so a late message never sees a dead one.
   void measure(collector* c) { current_.store(c, std::memory_order_release); }
 
  private:
-  mqtt::async_client cli_;
+  void loop() {
+    wire::bytes out;
+    auto last_ping = now_ns();
+    while (!stop_) {
+      const auto n = ::recv(fd_, in_.space(1 << 16), 1 << 16, 0);
+      const auto t = now_ns();
+      if (n == 0) {
+        std::cerr << "mqttsn-bench: the broker closed the measuring subscriber's connection\n";
+        return;
+      }
+      if (n > 0) {
+        in_.commit(static_cast<std::size_t>(n));
+        wire::packet p;
+        bool bad = false;
+        auto* c = current_.load(std::memory_order_acquire);
+        while (in_.next(p, bad)) {
+          if (p.type == wire::publish) {
+            const auto v = wire::parse_publish(p);
+            if (!v) continue;
+            if (c) c->on_payload(v->payload.data(), v->payload.size(), t);
+            if (v->qos == 1) wire::append_ack(out, wire::puback, v->mid);
+            if (v->qos == 2) wire::append_ack(out, wire::pubrec, v->mid);
+          } else if (p.type == wire::pubrel) {
+            wire::append_ack(out, wire::pubcomp, p.mid());
+          }
+        }
+        if (bad) {
+          std::cerr << "mqttsn-bench: malformed MQTT from the broker\n";
+          return;
+        }
+      }
+      if (t - last_ping > 30 * ns_per_s) {
+        wire::append_simple(out, wire::pingreq);
+        last_ping = t;
+      }
+      if (!out.empty()) {
+        write_all(fd_, out);
+        out.clear();
+      }
+    }
+  }
+
+  int fd_;
+  wire::reader in_;
   std::atomic<collector*> current_{nullptr};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // ---------------------------------------------------------------- results
@@ -647,6 +767,12 @@ class sn_load {
     r.gave_up = gave_up_;
     r.send_errors = send_errors_;
     r.lost_clients = lost_;
+  }
+
+  std::vector<std::uint32_t> sent_per_client() const {
+    std::vector<std::uint32_t> v;
+    for (const auto& c : clients_) v.push_back(c.seq);
+    return v;
   }
 
   void disconnect_all(run_result& r) {
@@ -962,14 +1088,19 @@ class sn_load {
 
 class direct_load {
  public:
-  direct_load(const options& o, const std::string& uri, std::uint32_t run) : o_(o), uri_(uri), run_(run) {}
+  direct_load(const options& o, const std::string& uri, std::uint32_t run) : o_(o), uri_(uri), run_(run) {
+    ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+  }
   ~direct_load() {
     for (auto& c : clients_) {
-      try {
-        if (c->cli->is_connected()) c->cli->disconnect()->wait_for(std::chrono::seconds(2));
-      } catch (const std::exception&) {  // the broker may be gone already
-      }
+      if (c.fd < 0) continue;
+      wire::bytes out;
+      wire::append_simple(out, wire::disconnect);
+      (void)::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::close(c.fd);
     }
+    ::close(ep_);
   }
   direct_load(const direct_load&) = delete;
   direct_load& operator=(const direct_load&) = delete;
@@ -978,49 +1109,38 @@ class direct_load {
     const auto start = now_ns();
     smp.begin(start);
     const auto deadline = start + static_cast<std::int64_t>(o_.connect_timeout_s * ns_per_s);
-    mqtt::connect_options co;
-    co.set_mqtt_version(MQTTVERSION_3_1_1);
-    co.set_clean_session(true);
-    co.set_keep_alive_interval(o_.keep_alive);
-    co.set_connect_timeout(static_cast<int>(std::max(1.0, o_.connect_timeout_s)));
-    struct pending {
-      std::size_t i;
-      mqtt::token_ptr tok;
-      std::int64_t t0;
-    };
-    std::deque<pending> waiting;
+    clients_.resize(o_.clients);
     pace p{o_.connect_rate, start};
     std::size_t next = 0;
     std::int64_t last = start;
-    while ((next < o_.clients || !waiting.empty()) && now_ns() < deadline) {
+    while ((next < o_.clients || connecting_ > 0) && now_ns() < deadline) {
       const auto t = now_ns();
       auto allowed = p.allowed(t, next);
-      while (next < o_.clients && waiting.size() < o_.connect_window && allowed-- > 0) {
-        auto c = std::make_unique<direct_client>(*this, static_cast<std::uint32_t>(next));
-        c->cli = std::make_unique<mqtt::async_client>(uri_, "d" + std::to_string(run_) + "-" + std::to_string(next),
-                                                      static_cast<mqtt::iclient_persistence*>(nullptr));
-        waiting.push_back({next, c->cli->connect(co), t});
-        clients_.push_back(std::move(c));
-        ++next;
-      }
-      for (auto it = waiting.begin(); it != waiting.end();) {
-        if (!it->tok->is_complete()) {
-          ++it;
+      while (next < o_.clients && connecting_ < o_.connect_window && allowed-- > 0) {
+        auto& c = clients_[next];
+        try {
+          c.fd = tcp_connect(uri_);
+        } catch (const std::exception& e) {
+          if (r.connect_failed++ == 0) std::cerr << "mqttsn-bench: direct: " << e.what() << '\n';
+          ++next;
           continue;
         }
-        if (clients_[it->i]->cli->is_connected()) {
-          clients_[it->i]->ready = true;
-          ++r.connected;
-          connect_latency_.record(static_cast<std::uint64_t>(now_ns() - it->t0));
-          last = now_ns();
-        } else {
-          ++r.connect_failed;
-        }
-        it = waiting.erase(it);
+        const int flags = ::fcntl(c.fd, F_GETFL);
+        ::fcntl(c.fd, F_SETFL, flags | O_NONBLOCK);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u32 = static_cast<std::uint32_t>(next);
+        ::epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev);
+        wire::append_connect(c.out, "d" + std::to_string(run_) + "-" + std::to_string(next), o_.keep_alive);
+        c.t0 = t;
+        ++connecting_;
+        flush(static_cast<std::uint32_t>(next++));
       }
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
+      const auto before = r.connected;
+      poll(t + 1'000'000, r);
+      if (r.connected != before) last = now_ns();
     }
-    r.connect_failed += waiting.size() + (o_.clients - next);
+    r.connect_failed += connecting_ + (o_.clients - next);
     r.connect_s = static_cast<double>(last - start) / ns_per_s;
     r.connect_latency = connect_latency_;
   }
@@ -1028,99 +1148,158 @@ class direct_load {
   void publish(run_result& r, collector& col, sampler& smp) {
     const int q = std::max(0, o_.qos);
     const bool acked = q >= 1;
-    std::deque<std::uint32_t> free;
     for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-      if (clients_[i]->ready) free.push_back(i);
+      if (clients_[i].ready) free_.push_back(i);
     }
     std::vector<std::uint8_t> payload(o_.payload, 0x5A);
     const auto start = now_ns();
     const auto end = start + static_cast<std::int64_t>(o_.duration_s * ns_per_s);
     pace p{o_.rate, start};
-    std::size_t inflight = 0;
-    std::vector<std::uint32_t> completed;
-    auto collect = [&] {
-      completed.clear();
-      {
-        std::lock_guard lock(mutex_);
-        completed.swap(completions_);
-      }
-      for (auto i : completed) {
-        --inflight;
-        free.push_back(i);
-      }
-    };
     while (now_ns() < end) {
-      collect();
       const auto t = now_ns();
       auto allowed = p.allowed(t, r.sent);
-      while (allowed > 0 && !free.empty() &&
+      while (allowed > 0 && !free_.empty() &&
              (acked || o_.rate > 0 || r.sent - std::min(r.sent, col.delivered()) < o_.window)) {
-        const auto i = free.front();
-        free.pop_front();
-        auto& c = *clients_[i];
-        write_header(payload.data(), run_, i, c.seq++, now_ns());
-        const auto topic = o_.topic_prefix + "/" + std::to_string(i);
-        try {
-          if (acked) {
-            c.cli->publish(topic, payload.data(), payload.size(), q, false, nullptr, c);
-            ++inflight;
-          } else {
-            c.cli->publish(topic, payload.data(), payload.size(), q, false);
-            free.push_back(i);
-          }
-          ++r.sent;
-        } catch (const mqtt::exception&) {
-          ++r.send_errors;
-          free.push_back(i);
-        }
+        const auto i = free_.front();
+        free_.pop_front();
+        auto& c = clients_[i];
+        write_header(payload.data(), run_, i, c.seq++, t);
+        if (acked) c.mid = static_cast<std::uint16_t>(c.mid % 0xFFFF + 1);
+        wire::append_publish(c.out, o_.topic_prefix + "/" + std::to_string(i), payload, q, c.mid);
+        flush(i);
+        ++r.sent;
         --allowed;
+        if (acked) {
+          c.phase = 1;
+          ++inflight_;
+        } else {
+          free_.push_back(i);
+        }
       }
       series_point sp;
-      if (smp.maybe(now_ns(), sp)) r.series.push_back(sp);
-      if (o_.rate > 0) {
-        const auto due = start + static_cast<std::int64_t>(static_cast<double>(r.sent) / o_.rate * ns_per_s);
-        const auto wait = std::clamp<std::int64_t>(due - now_ns(), 0, 1'000'000);
-        if (wait > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait));
-      } else if (free.empty() || !acked) {
-        std::this_thread::sleep_for(std::chrono::microseconds(20));
-      }
+      if (smp.maybe(t, sp)) r.series.push_back(sp);
+      std::int64_t wake = t + 1'000'000;
+      if (o_.rate > 0) wake = std::min(wake, start + static_cast<std::int64_t>(static_cast<double>(r.sent) / o_.rate * ns_per_s));
+      poll(wake, r);
     }
     r.publish_s = static_cast<double>(now_ns() - start) / ns_per_s;
     const auto drain_end = now_ns() + static_cast<std::int64_t>(o_.drain_s * ns_per_s);
-    while (now_ns() < drain_end && (inflight > 0 || col.delivered() < r.sent)) {
-      collect();
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    while (now_ns() < drain_end && (inflight_ > 0 || col.delivered() < r.sent)) {
+      poll(now_ns() + 5'000'000, r);
+      series_point sp;
+      if (smp.maybe(now_ns(), sp)) r.series.push_back(sp);
     }
     smp.end(now_ns(), r);
-    r.gave_up = failures_.load();
+    r.lost_clients = lost_;
   }
 
  private:
-  struct direct_client : mqtt::iaction_listener {
-    direct_client(direct_load& o, std::uint32_t i) : owner(o), index(i) {}
-    void on_success(const mqtt::token&) override { owner.complete(index); }
-    void on_failure(const mqtt::token&) override {
-      ++owner.failures_;
-      owner.complete(index);
-    }
-    direct_load& owner;
-    std::uint32_t index;
-    std::unique_ptr<mqtt::async_client> cli;
+  struct client {
+    int fd = -1;
+    wire::reader in;
+    wire::bytes out;
     std::uint32_t seq = 0;
+    std::uint16_t mid = 0;
+    std::uint8_t phase = 0;  // 0 free, 1 awaiting PUBACK/PUBREC, 2 awaiting PUBCOMP
     bool ready = false;
+    std::int64_t t0 = 0;
   };
-  void complete(std::uint32_t i) {
-    std::lock_guard lock(mutex_);
-    completions_.push_back(i);
+
+  // Writes what the client has queued; what the kernel does not take waits for the next call.
+  void flush(std::uint32_t i) {
+    auto& c = clients_[i];
+    if (c.out.empty() || c.fd < 0) return;
+    const auto n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) c.out.erase(c.out.begin(), c.out.begin() + n);
+    if (!c.out.empty()) pending_out_.push_back(i);
+  }
+
+  void poll(std::int64_t until, run_result& r) {
+    if (!pending_out_.empty()) {
+      auto pending = std::move(pending_out_);
+      pending_out_.clear();
+      for (auto i : pending) flush(i);
+    }
+    const auto wait_ms = std::max<std::int64_t>(0, (until - now_ns() + 999'999) / 1'000'000);
+    epoll_event events[256];
+    const int n = ::epoll_wait(ep_, events, 256, static_cast<int>(std::min<std::int64_t>(wait_ms, 50)));
+    for (int k = 0; k < n; ++k) read(events[k].data.u32, r);
+  }
+
+  void read(std::uint32_t i, run_result& r) {
+    auto& c = clients_[i];
+    for (;;) {
+      const auto n = ::recv(c.fd, c.in.space(1 << 14), 1 << 14, MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) drop(i);
+        return;
+      }
+      c.in.commit(static_cast<std::size_t>(n));
+      wire::packet p;
+      bool bad = false;
+      while (in_packet(c, p, bad)) handle(i, p, r);
+      if (bad) {
+        drop(i);
+        return;
+      }
+    }
+  }
+  static bool in_packet(client& c, wire::packet& p, bool& bad) { return c.in.next(p, bad); }
+
+  void handle(std::uint32_t i, const wire::packet& p, run_result& r) {
+    auto& c = clients_[i];
+    switch (p.type) {
+      case wire::connack:
+        if (c.ready || c.t0 == 0) return;
+        --connecting_;
+        if (p.body.size() >= 2 && p.body[1] == 0) {
+          c.ready = true;
+          ++r.connected;
+          connect_latency_.record(static_cast<std::uint64_t>(now_ns() - c.t0));
+        } else {
+          ++r.connect_failed;
+        }
+        c.t0 = 0;
+        return;
+      case wire::puback:
+      case wire::pubcomp:
+        if (c.phase == 0 || p.mid() != c.mid) return;
+        c.phase = 0;
+        --inflight_;
+        free_.push_back(i);
+        return;
+      case wire::pubrec:
+        if (c.phase != 1 || p.mid() != c.mid) return;
+        c.phase = 2;
+        wire::append_ack(c.out, wire::pubrel, c.mid);
+        flush(i);
+        return;
+      default: return;
+    }
+  }
+
+  void drop(std::uint32_t i) {
+    auto& c = clients_[i];
+    ::epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::close(c.fd);
+    c.fd = -1;
+    if (c.ready) ++lost_;
+    if (!c.ready && c.t0 != 0) --connecting_;
+    if (c.phase != 0) --inflight_;
+    c.ready = false;
+    c.phase = 0;
   }
 
   const options& o_;
   std::string uri_;
   std::uint32_t run_;
-  std::vector<std::unique_ptr<direct_client>> clients_;
-  std::mutex mutex_;
-  std::vector<std::uint32_t> completions_;
-  std::atomic<std::uint64_t> failures_{0};
+  int ep_ = -1;
+  std::vector<client> clients_;
+  std::deque<std::uint32_t> free_;
+  std::vector<std::uint32_t> pending_out_;
+  std::size_t connecting_ = 0, inflight_ = 0;
+  std::uint64_t lost_ = 0;
   histogram connect_latency_;
 };
 
@@ -1177,6 +1356,21 @@ struct gateway_child {
     }
   }
   ~gateway_child() { itest::stop_process(pid, std::chrono::seconds(5)); }
+  // SIGUSR1, then the counters line it logs ("stats: clients=... frames_in=..."), or "".
+  std::string stats() const {
+    const auto count = [&] {
+      const auto text = log();
+      std::size_t n = 0;
+      for (auto at = text.find("stats: "); at != std::string::npos; at = text.find("stats: ", at + 1)) ++n;
+      return n;
+    };
+    const auto before = count();
+    ::kill(pid, SIGUSR1);
+    itest::wait_until([&] { return count() > before; }, std::chrono::seconds(3));
+    const auto text = log();
+    const auto at = text.rfind("stats: ");
+    return at == std::string::npos ? std::string() : text.substr(at, text.find('\n', at) - at);
+  }
   std::string log() const {
     std::ifstream in(log_path);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -1369,6 +1563,8 @@ int run(const options& o) {
     sub.measure(collectors.back().get());
     load.publish(r, *collectors.back(), smp);
     finish(r, *collectors.back(), rcvbuf);
+    if (child) std::cerr << "mqttsn-bench: gateway " << child->stats() << '\n';
+    if (r.loss() > 0) std::cerr << "mqttsn-bench: gateway run, first losses:\n" << collectors.back()->gaps(load.sent_per_client(), 10);
     load.disconnect_all(r);
     runs.push_back(std::move(r));
   }
