@@ -15,6 +15,8 @@ packages=(
   libpaho-mqtt-dev libpaho-mqttpp-dev libsqlite3-dev libspdlog-dev
   # integration tests: a real broker and its clients, pty pairs
   mosquitto mosquitto-clients socat
+  # benchmark plots (scripts/plot-bench.sh)
+  gnuplot-nox jq
 )
 
 is_installed() {
