@@ -4,21 +4,22 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <charconv>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace transports {
 
 namespace asio = boost::asio;
 using asio::ip::udp;
 
-namespace {
-// Large enough for any datagram; frames above max_frame_size are dropped after the read.
-constexpr std::size_t receive_buffer = 65536;
-}  // namespace
 
 udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp_options& options)
     : prefix_(std::move(prefix)),
       max_frame_size_(options.max_frame_size),
-      unicast_{udp::socket(io), {}, std::vector<std::uint8_t>(receive_buffer)} {
+      slot_size_(options.max_frame_size + 1),
+      unicast_{udp::socket(io), std::vector<std::uint8_t>(slot_size_ * batch_size)} {
   const auto address = asio::ip::make_address(options.host);
   const udp::endpoint local(address, options.port);
   unicast_.socket.open(local.protocol());
@@ -29,10 +30,11 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
   if (options.multicast) {
     const auto group = asio::ip::make_address(options.multicast->first);
     group_endpoint_ = udp::endpoint(group, options.multicast->second);
-    group_.emplace(receiver{udp::socket(io), {}, std::vector<std::uint8_t>(receive_buffer)});
+    group_.emplace(receiver{udp::socket(io), std::vector<std::uint8_t>(slot_size_ * batch_size)});
     group_->socket.open(group_endpoint_->protocol());
     group_->socket.set_option(udp::socket::reuse_address(true));
     group_->socket.bind(udp::endpoint(group.is_v6() ? udp::v6() : udp::v4(), options.multicast->second));
+    group_->socket.non_blocking(true);
     // Bound to one interface's IPv4 address: the group lives on that interface (also how tests
     // keep multicast on loopback). Bound to any address: the kernel's default interface.
     const bool pinned = address.is_v4() && group.is_v4() && !address.is_unspecified();
@@ -88,24 +90,89 @@ void udp_transport::start(frame_handler on_frame) {
 }
 
 void udp_transport::receive(receiver& r) {
-  r.socket.async_receive_from(asio::buffer(r.buffer), r.sender, [this, &r](boost::system::error_code ec, std::size_t n) {
+  r.socket.async_wait(udp::socket::wait_read, [this, &r](boost::system::error_code ec) {
     if (ec == asio::error::operation_aborted || stopped_) return;
-    const bool own_echo = !ec && &r != &unicast_ && r.sender == unicast_.socket.local_endpoint();
-    if (!ec && !own_echo) {  // our own ADVERTISE/GWINFO looped back to the group socket: skip
-      ++stats_.datagrams_in;
-      if (n > max_frame_size_) {
-        ++stats_.oversize_dropped;
-        spdlog::debug("{}: dropped a {}-byte datagram from {} (max-frame-size {})", prefix_, n,
-                      to_endpoint(r.sender), max_frame_size_);
-      } else {
-        on_frame_(to_endpoint(r.sender), std::span<const std::uint8_t>(r.buffer.data(), n));
-      }
-    } else if (ec) {
-      // ICMP port unreachable from an earlier send and similar: not fatal for a UDP server.
-      spdlog::debug("{}: receive: {}", prefix_, ec.message());
-    }
-    receive(r);
+    if (ec) spdlog::debug("{}: wait: {}", prefix_, ec.message());
+    drain(r);
+    if (!stopped_) receive(r);
   });
+}
+
+void udp_transport::drain(receiver& r) {
+  mmsghdr msgs[batch_size];
+  iovec iov[batch_size];
+  sockaddr_storage from[batch_size];
+  const auto own = unicast_.socket.local_endpoint();
+  batching_ = true;
+  for (int round = 0; round < 8 && !stopped_; ++round) {
+    for (std::size_t k = 0; k < batch_size; ++k) {
+      iov[k] = iovec{r.buffer.data() + k * slot_size_, slot_size_};
+      msgs[k] = mmsghdr{};
+      msgs[k].msg_hdr.msg_name = &from[k];
+      msgs[k].msg_hdr.msg_namelen = sizeof from[k];
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    const int n = ::recvmmsg(r.socket.native_handle(), msgs, batch_size, MSG_DONTWAIT, nullptr);
+    if (n <= 0) {
+      // EAGAIN: all read. Anything else (ICMP port unreachable from an earlier send and similar)
+      // is not fatal for a UDP server.
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        spdlog::debug("{}: receive: {}", prefix_, std::strerror(errno));
+      break;
+    }
+    for (int k = 0; k < n && !stopped_; ++k) {
+      udp::endpoint sender;
+      std::memcpy(sender.data(), &from[k], msgs[k].msg_hdr.msg_namelen);
+      sender.resize(msgs[k].msg_hdr.msg_namelen);
+      // Our own ADVERTISE/GWINFO looped back to the group socket: skip.
+      if (&r != &unicast_ && sender == own) continue;
+      ++stats_.datagrams_in;
+      const std::size_t size = msgs[k].msg_len;
+      if (size > max_frame_size_ || (msgs[k].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+        ++stats_.oversize_dropped;
+        spdlog::debug("{}: dropped a {}-byte datagram from {} (max-frame-size {})", prefix_, size,
+                      to_endpoint(sender), max_frame_size_);
+        continue;
+      }
+      on_frame_(to_endpoint(sender), std::span<const std::uint8_t>(r.buffer.data() + static_cast<std::size_t>(k) * slot_size_, size));
+    }
+    if (static_cast<std::size_t>(n) < batch_size) break;
+  }
+  batching_ = false;
+  flush();
+}
+
+void udp_transport::flush() {
+  if (out_.empty()) return;
+  const int fd = unicast_.socket.native_handle();
+  std::size_t done = 0;
+  while (done < out_.size()) {
+    const std::size_t count = std::min(batch_size, out_.size() - done);
+    mmsghdr msgs[batch_size];
+    iovec iov[batch_size];
+    for (std::size_t k = 0; k < count; ++k) {
+      auto& p = out_[done + k];
+      iov[k] = iovec{out_bytes_.data() + p.offset, p.size};
+      msgs[k] = mmsghdr{};
+      msgs[k].msg_hdr.msg_name = p.to.data();
+      msgs[k].msg_hdr.msg_namelen = static_cast<socklen_t>(p.to.size());
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    const int n = ::sendmmsg(fd, msgs, static_cast<unsigned>(count), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {  // the first datagram was refused: count it, go on with the next
+      ++stats_.send_errors;
+      spdlog::debug("{}: send: {}", prefix_, std::strerror(errno));
+      ++done;
+      continue;
+    }
+    stats_.datagrams_out += static_cast<std::uint64_t>(n);
+    done += static_cast<std::size_t>(n);
+  }
+  out_.clear();
+  out_bytes_.clear();
 }
 
 void udp_transport::send(const std::string& to, std::span<const std::uint8_t> frame) {
@@ -113,6 +180,11 @@ void udp_transport::send(const std::string& to, std::span<const std::uint8_t> fr
   if (!ep) {
     ++stats_.send_errors;
     spdlog::warn("{}: cannot send to '{}': not a UDP endpoint of this transport", prefix_, to);
+    return;
+  }
+  if (batching_) {  // replies while a batch is handled: sent together at its end
+    out_.push_back(pending_send{*ep, out_bytes_.size(), frame.size()});
+    out_bytes_.insert(out_bytes_.end(), frame.begin(), frame.end());
     return;
   }
   boost::system::error_code ec;
