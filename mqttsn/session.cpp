@@ -701,7 +701,7 @@ void session::enqueue(upstream_message&& e, actions& out) {
   if (queue_.size() >= config_.max_queued) {
     // Drop QoS 0 first (oldest first), never the message being delivered; QoS 1/2 last.
     const std::size_t first = inflight_ ? 1 : 0;
-    auto victim = std::find_if(queue_.begin() + static_cast<std::ptrdiff_t>(std::min(first, queue_.size())),
+    auto victim = std::find_if(std::next(queue_.begin(), static_cast<std::ptrdiff_t>(std::min(first, queue_.size()))),
                                queue_.end(), [](const queued_message& q) { return q.q == qos::at_most_once; });
     if (victim == queue_.end() && e.q == qos::at_most_once) {
       ++stats_.dropped_qos0;
@@ -709,7 +709,7 @@ void session::enqueue(upstream_message&& e, actions& out) {
       return;
     }
     if (victim == queue_.end()) {
-      victim = queue_.begin() + static_cast<std::ptrdiff_t>(std::min(first, queue_.size()));
+      victim = std::next(queue_.begin(), static_cast<std::ptrdiff_t>(std::min(first, queue_.size())));
     }
     if (victim == queue_.end()) {  // only the in-flight message fits: nothing else can go
       ++(e.q == qos::at_most_once ? stats_.dropped_qos0 : stats_.dropped_qos12);
@@ -718,7 +718,7 @@ void session::enqueue(upstream_message&& e, actions& out) {
     }
     ++(victim->q == qos::at_most_once ? stats_.dropped_qos0 : stats_.dropped_qos12);
     note_drop(victim->q == qos::at_most_once ? "queue full (QoS 0)" : "queue full (QoS 1/2, last resort)", out);
-    const auto index = static_cast<std::size_t>(victim - queue_.begin());
+    const auto index = static_cast<std::size_t>(std::distance(queue_.begin(), victim));
     if (index < awake_quota_) --awake_quota_;
     queue_.erase(victim);
   }

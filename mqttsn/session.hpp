@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <map>
 #include <optional>
 #include <string>
@@ -318,7 +318,9 @@ class session {
   std::uint32_t next_ref_ = 1;
   std::map<msg_id, bool> qos2_received_;  // client QoS 2 ids awaiting PUBREL; true once PUBREC sent
 
-  std::deque<queued_message> queue_;
+  // A list, not a deque: an empty std::deque already holds a ~600-byte block, and most sessions
+  // never queue anything (RSS per idle client).
+  std::list<queued_message> queue_;
   std::optional<inflight> inflight_;
   std::size_t awake_quota_ = 0;  // buffered messages still to deliver in this awake cycle
   msg_id last_mid_ = 0;
