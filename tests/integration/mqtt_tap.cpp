@@ -44,6 +44,7 @@ struct mqtt_tap::pair {
   enum dir : std::uint8_t { to_broker = 0, to_client = 1 };
   int fd[2] = {-1, -1};  // [to_broker]: the broker's socket; [to_client]: the client's
   int instance = 0;
+  std::string client_id;  // from the CONNECT
   std::vector<std::uint8_t> buf[2];            // unparsed bytes travelling in each direction
   std::map<std::uint16_t, std::string> sent[2];      // PUBLISH payloads by message id, per direction
   std::map<std::uint16_t, std::string> released[2];  // QoS 2 PUBLISHes PUBRECed by the client
@@ -108,6 +109,11 @@ int mqtt_tap::publishes_to_clients(const std::string& payload) const {
   return it == publishes_[pair::to_client].end() ? 0 : it->second;
 }
 
+std::set<std::string> mqtt_tap::broker_resent_after_release() const {
+  std::lock_guard lock(mutex_);
+  return resent_after_release_;
+}
+
 std::size_t mqtt_tap::connections() const {
   std::lock_guard lock(mutex_);
   return connections_;
@@ -138,14 +144,33 @@ void mqtt_tap::run() {
       const std::uint8_t type = b[at] >> 4;
       const int q = (b[at] >> 1) & 3;
       const std::uint8_t* body = b.data() + i;
-      if (type == 3 && q > 0 && remaining >= 4) {  // PUBLISH with a message id
+      if (type == 1 && d == pair::to_broker && remaining >= 12) {  // CONNECT: remember the client id
+        const std::size_t name_len = (static_cast<std::size_t>(body[0]) << 8) | body[1];
+        const std::size_t at_id = 2 + name_len + 4;
+        if (at_id + 2 <= remaining) {
+          const std::size_t id_len = (static_cast<std::size_t>(body[at_id]) << 8) | body[at_id + 1];
+          if (at_id + 2 + id_len <= remaining) {
+            p.client_id.assign(body + at_id + 2, body + at_id + 2 + id_len);
+          }
+        }
+      } else if (type == 3 && q > 0 && remaining >= 4) {  // PUBLISH with a message id
         const std::size_t topic_len = (static_cast<std::size_t>(body[0]) << 8) | body[1];
         if (2 + topic_len + 2 <= remaining) {
           const auto mid = static_cast<std::uint16_t>((body[2 + topic_len] << 8) | body[3 + topic_len]);
+          const bool dup = (b[at] & 0x08) != 0;
           p.sent[d][mid] = std::string(body + 4 + topic_len, body + remaining);
           std::lock_guard lock(mutex_);
           ++publishes_[d][p.sent[d][mid]];
+          if (d == pair::to_client && q == 2) {
+            auto& released = released_[p.client_id];
+            if (dup && released.contains(mid)) resent_after_release_.insert(p.sent[d][mid]);
+            if (!dup) released.erase(mid);  // the id is used for a new message
+          }
         }
+      } else if (type == 6 && d == pair::to_client && remaining >= 2) {  // PUBREL from the broker
+        const auto mid = static_cast<std::uint16_t>((body[0] << 8) | body[1]);
+        std::lock_guard lock(mutex_);
+        released_[p.client_id].insert(mid);
       } else if ((type == 4 || type == 5 || type == 7) && remaining >= 2) {
         // PUBACK and PUBREC acknowledge a PUBLISH that went the other way; a client owns a QoS 2
         // message only at its PUBCOMP (Paho C hands it over on PUBREL).

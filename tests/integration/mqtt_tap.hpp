@@ -44,6 +44,11 @@ class mqtt_tap {
   // clients (from the broker), retransmissions (DUP) included.
   int publishes_to_broker(const std::string& payload) const;
   int publishes_to_clients(const std::string& payload) const;
+  // Payloads of QoS 2 PUBLISHes the broker sent again (DUP) to a client after it had already sent
+  // the PUBREL for that message id (on an earlier connection of the same client id): MQTT 3.1.1
+  // §4.3.3 forbids it, and a client cannot tell such a copy from a new message. Mosquitto 2.0.11
+  // does it after a restart for QoS 2 messages beyond its in-flight window.
+  std::set<std::string> broker_resent_after_release() const;
   // Connections relayed so far.
   std::size_t connections() const;
 
@@ -60,6 +65,8 @@ class mqtt_tap {
   std::map<std::string, std::set<int>> broker_acked_;  // payload -> instances that acked it
   std::set<std::string> client_acked_;
   std::map<std::string, int> publishes_[2];  // by direction (pair::dir), then payload
+  std::map<std::string, std::set<std::uint16_t>> released_;  // client id -> ids the broker PUBRELed
+  std::set<std::string> resent_after_release_;
   std::size_t connections_ = 0;
   std::thread thread_;  // last: starts once the rest exists
 };
