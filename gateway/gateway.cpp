@@ -88,6 +88,11 @@ void gateway::start() {
   arm_advertise_timer();
 }
 
+void gateway::reload_predefined(const std::vector<std::pair<mqttsn::topic_id, std::string>>& topics) {
+  predefined_.clear();
+  for (const auto& [id, name] : topics) predefined_.add(id, name);  // validated by the config parser
+}
+
 void gateway::stop() {
   stopped_ = true;
   session_timer_.cancel();

@@ -30,6 +30,9 @@ class gateway {
 
   void start();
   void stop();
+  // SIGHUP: the predefined topics from now on (every session sees the new table at once; an id
+  // that disappears is answered as unknown from then on). Sessions are kept.
+  void reload_predefined(const std::vector<std::pair<mqttsn::topic_id, std::string>>& topics);
 
   // One log line with every counter (also on SIGUSR1).
   void log_stats() const;

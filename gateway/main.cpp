@@ -52,6 +52,31 @@ void notify_systemd(const char* state) {
   ::close(fd);
 }
 
+// SIGHUP: reads the configuration again (the same command line and --config file). The log level
+// and the predefined topics take effect at once; anything else that changed is named in a warning
+// and waits for a restart. A configuration that no longer parses changes nothing.
+void reload(int argc, char* argv[], gateway::config& cfg, gateway::gateway& gw) {
+  gateway::config fresh;
+  try {
+    std::string ignored;
+    gateway::parse_config(argc, argv, fresh, ignored);
+  } catch (const std::exception& e) {
+    spdlog::error("SIGHUP: configuration not reloaded, nothing changed: {}", e.what());
+    return;
+  }
+  spdlog::set_level(to_spdlog(fresh.level));
+  gw.reload_predefined(fresh.predefined);
+  cfg.level = fresh.level;
+  cfg.predefined = fresh.predefined;
+  cfg.predefined_file = fresh.predefined_file;
+  if (!(fresh == cfg)) {
+    spdlog::warn("SIGHUP: settings other than log-level, predefined and predefined-file changed; "
+                 "they take effect after a restart");
+  }
+  spdlog::info("SIGHUP: configuration reloaded: log level {}, {} predefined topics, sessions kept",
+               spdlog::level::to_string_view(to_spdlog(cfg.level)), cfg.predefined.size());
+}
+
 std::string listen_text(const gateway::udp_listen& u) {
   return u.host.find(':') != std::string::npos ? "[" + u.host + "]:" + std::to_string(u.port)
                                                 : u.host + ":" + std::to_string(u.port);
@@ -137,7 +162,7 @@ int main(int argc, char* argv[]) {
     if (sig == SIGUSR1) {
       gw.log_stats();
     } else if (sig == SIGHUP) {
-      spdlog::warn("SIGHUP: configuration reload is not supported yet; nothing changed");
+      reload(argc, argv, cfg, gw);
     } else {
       spdlog::info("signal {}: shutting down", sig);
       notify_systemd("STOPPING=1");

@@ -1,0 +1,256 @@
+#include "tests/integration/mqtt_tap.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+#include <stdexcept>
+#include <system_error>
+#include <vector>
+
+namespace itest {
+
+namespace {
+
+sockaddr_in loopback(std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+// Writes everything (blocking; the peers are local test processes that keep reading).
+bool write_all(int fd, const std::uint8_t* data, std::size_t n) {
+  while (n > 0) {
+    const auto w = ::send(fd, data, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    data += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+}  // namespace
+
+// One relayed connection: the client's socket, the broker's, and a packet parser per direction.
+struct mqtt_tap::pair {
+  enum dir : std::uint8_t { to_broker = 0, to_client = 1 };
+  int fd[2] = {-1, -1};  // [to_broker]: the broker's socket; [to_client]: the client's
+  int instance = 0;
+  std::string client_id;  // from the CONNECT
+  std::vector<std::uint8_t> buf[2];            // unparsed bytes travelling in each direction
+  std::map<std::uint16_t, std::string> sent[2];      // PUBLISH payloads by message id, per direction
+  std::map<std::uint16_t, std::string> released[2];  // QoS 2 PUBLISHes PUBRECed by the client
+
+  ~pair() {
+    for (int f : fd) {
+      if (f >= 0) ::close(f);
+    }
+  }
+};
+
+mqtt_tap::mqtt_tap(std::uint16_t broker_port) : broker_port_(broker_port) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) throw std::system_error(errno, std::generic_category(), "mqtt_tap: socket");
+  const int yes = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  auto a = loopback(0);
+  socklen_t len = sizeof a;
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 64) != 0 ||
+      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    const int e = errno;
+    ::close(listen_fd_);
+    throw std::system_error(e, std::generic_category(), "mqtt_tap: bind/listen");
+  }
+  port_ = ntohs(a.sin_port);
+  thread_ = std::thread([this] { run(); });
+}
+
+mqtt_tap::~mqtt_tap() {
+  stop_ = true;
+  thread_.join();
+  ::close(listen_fd_);
+}
+
+std::string mqtt_tap::uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+void mqtt_tap::set_instance(int n) { instance_ = n; }
+
+std::set<std::string> mqtt_tap::broker_acked(int instance) const {
+  std::lock_guard lock(mutex_);
+  std::set<std::string> out;
+  for (const auto& [payload, runs] : broker_acked_) {
+    if (instance < 0 || runs.contains(instance)) out.insert(payload);
+  }
+  return out;
+}
+
+std::set<std::string> mqtt_tap::client_acked() const {
+  std::lock_guard lock(mutex_);
+  return client_acked_;
+}
+
+int mqtt_tap::publishes_to_broker(const std::string& payload) const {
+  std::lock_guard lock(mutex_);
+  auto it = publishes_[pair::to_broker].find(payload);
+  return it == publishes_[pair::to_broker].end() ? 0 : it->second;
+}
+
+int mqtt_tap::publishes_to_clients(const std::string& payload) const {
+  std::lock_guard lock(mutex_);
+  auto it = publishes_[pair::to_client].find(payload);
+  return it == publishes_[pair::to_client].end() ? 0 : it->second;
+}
+
+std::set<std::string> mqtt_tap::broker_resent_after_release() const {
+  std::lock_guard lock(mutex_);
+  return resent_after_release_;
+}
+
+std::size_t mqtt_tap::connections() const {
+  std::lock_guard lock(mutex_);
+  return connections_;
+}
+
+void mqtt_tap::run() {
+  std::vector<std::unique_ptr<pair>> pairs;
+  // Parses the complete packets buffered in direction `d` of `p`.
+  auto parse = [this](pair& p, int d) {
+    auto& b = p.buf[d];
+    std::size_t at = 0;
+    for (;;) {
+      if (b.size() - at < 2) break;
+      std::size_t remaining = 0;
+      std::size_t shift = 0;
+      std::size_t i = at + 1;
+      bool complete = false;
+      for (; i < b.size() && i < at + 5; ++i) {
+        remaining |= static_cast<std::size_t>(b[i] & 0x7F) << shift;
+        shift += 7;
+        if ((b[i] & 0x80) == 0) {
+          complete = true;
+          ++i;
+          break;
+        }
+      }
+      if (!complete || b.size() - i < remaining) break;
+      const std::uint8_t type = b[at] >> 4;
+      const int q = (b[at] >> 1) & 3;
+      const std::uint8_t* body = b.data() + i;
+      if (type == 1 && d == pair::to_broker && remaining >= 12) {  // CONNECT: remember the client id
+        const std::size_t name_len = (static_cast<std::size_t>(body[0]) << 8) | body[1];
+        const std::size_t at_id = 2 + name_len + 4;
+        if (at_id + 2 <= remaining) {
+          const std::size_t id_len = (static_cast<std::size_t>(body[at_id]) << 8) | body[at_id + 1];
+          if (at_id + 2 + id_len <= remaining) {
+            p.client_id.assign(body + at_id + 2, body + at_id + 2 + id_len);
+          }
+        }
+      } else if (type == 3 && q > 0 && remaining >= 4) {  // PUBLISH with a message id
+        const std::size_t topic_len = (static_cast<std::size_t>(body[0]) << 8) | body[1];
+        if (2 + topic_len + 2 <= remaining) {
+          const auto mid = static_cast<std::uint16_t>((body[2 + topic_len] << 8) | body[3 + topic_len]);
+          const bool dup = (b[at] & 0x08) != 0;
+          p.sent[d][mid] = std::string(body + 4 + topic_len, body + remaining);
+          std::lock_guard lock(mutex_);
+          ++publishes_[d][p.sent[d][mid]];
+          if (d == pair::to_client && q == 2) {
+            auto& released = released_[p.client_id];
+            if (dup && released.contains(mid)) resent_after_release_.insert(p.sent[d][mid]);
+            if (!dup) released.erase(mid);  // the id is used for a new message
+          }
+        }
+      } else if (type == 6 && d == pair::to_client && remaining >= 2) {  // PUBREL from the broker
+        const auto mid = static_cast<std::uint16_t>((body[0] << 8) | body[1]);
+        std::lock_guard lock(mutex_);
+        released_[p.client_id].insert(mid);
+      } else if ((type == 4 || type == 5 || type == 7) && remaining >= 2) {
+        // PUBACK and PUBREC acknowledge a PUBLISH that went the other way; a client owns a QoS 2
+        // message only at its PUBCOMP (Paho C hands it over on PUBREL).
+        const auto mid = static_cast<std::uint16_t>((body[0] << 8) | body[1]);
+        auto& other = p.sent[1 - d];
+        auto it = other.find(mid);
+        std::lock_guard lock(mutex_);
+        if (type != 7 && it != other.end()) {
+          if (d == pair::to_client) {
+            broker_acked_[it->second].insert(p.instance);
+          } else if (type == 4) {
+            client_acked_.insert(it->second);
+          } else {
+            p.released[d][mid] = it->second;
+          }
+          other.erase(it);
+        } else if (type == 7 && d == pair::to_broker) {
+          if (auto r = p.released[d].find(mid); r != p.released[d].end()) {
+            client_acked_.insert(r->second);
+            p.released[d].erase(r);
+          }
+        }
+      }
+      at = i + remaining;
+    }
+    b.erase(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(at));
+  };
+
+  std::vector<std::uint8_t> chunk(65536);
+  while (!stop_) {
+    std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+    for (const auto& p : pairs) {
+      fds.push_back({p->fd[pair::to_client], POLLIN, 0});  // the client's socket: bytes toward the broker
+      fds.push_back({p->fd[pair::to_broker], POLLIN, 0});  // the broker's socket: bytes toward the client
+    }
+    if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+    const std::size_t polled = pairs.size();  // a pair accepted below waits for the next poll
+    if (fds[0].revents & POLLIN) {
+      const int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0) {
+        auto p = std::make_unique<pair>();
+        p->fd[pair::to_client] = c;
+        p->instance = instance_;
+        p->fd[pair::to_broker] = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const auto a = loopback(broker_port_);
+        const int yes = 1;
+        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+        ::setsockopt(p->fd[pair::to_broker], IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+        if (::connect(p->fd[pair::to_broker], reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0) {
+          std::lock_guard lock(mutex_);
+          ++connections_;
+          pairs.push_back(std::move(p));
+        }  // else: the broker is down; closing the client's socket says so
+      }
+    }
+    std::vector<std::size_t> dead;
+    for (std::size_t k = 0; k < polled; ++k) {
+      auto& p = *pairs[k];
+      bool closed = false;
+      for (int side = 0; side < 2 && !closed; ++side) {
+        const auto& f = fds[1 + 2 * k + static_cast<std::size_t>(side)];
+        if ((f.revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        // side 0 polled the client's socket: its bytes travel toward the broker.
+        const int d = side == 0 ? pair::to_broker : pair::to_client;
+        const int from = side == 0 ? p.fd[pair::to_client] : p.fd[pair::to_broker];
+        const int to = side == 0 ? p.fd[pair::to_broker] : p.fd[pair::to_client];
+        const auto n = ::recv(from, chunk.data(), chunk.size(), 0);
+        if (n <= 0) {
+          closed = true;
+          break;
+        }
+        const auto len = static_cast<std::size_t>(n);
+        p.buf[d].insert(p.buf[d].end(), chunk.begin(), chunk.begin() + n);
+        parse(p, d);
+        if (!write_all(to, chunk.data(), len)) closed = true;
+      }
+      if (closed) dead.push_back(k);
+    }
+    for (auto it = dead.rbegin(); it != dead.rend(); ++it) pairs.erase(pairs.begin() + static_cast<std::ptrdiff_t>(*it));
+  }
+}
+
+}  // namespace itest
