@@ -30,6 +30,8 @@ class gateway {
 
   void start();
   void stop();
+  // Admit clients by the clients file (nullptr: everyone); `rules` must outlive the gateway.
+  void set_admission(const mqttsn::admission* rules) noexcept { table_.set_admission(rules); }
 
   // One log line with every counter (also on SIGUSR1).
   void log_stats() const;
