@@ -175,6 +175,104 @@ TEST_F(SecurityTls, a_client_the_broker_refuses_gets_connack_not_supported_with_
   EXPECT_EQ(log.find(gateway_password), std::string::npos);
 }
 
+// ---- client admission (--clients-file) ----
+
+tools::client sensor_from(const gateway_process& gw, const std::string& id, const std::string& local_address) {
+  tools::client_options o;
+  o.client_id = id;
+  o.keep_alive = 30;
+  o.retry_interval = 500ms;
+  o.retry_count = 12;
+  o.local_address = local_address;
+  return tools::client(gw.host(), gw.port(), o);
+}
+
+class SecurityAdmission : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    broker = std::make_unique<mosquitto_broker>();
+    observer = std::make_unique<mqtt_test_client>(*broker);
+    // 127.0.0.2 is a loopback address of its own: a sensor bound there is "another host".
+    clients = write_file(files, "clients",
+                         "# the clients this gateway admits\n"
+                         "kitchen  address=127.0.0.1 publish=home/kitchen/# predefined=40:home/kitchen/qm1\n"
+                         "anywhere\n"
+                         "other    address=127.0.0.2 predefined=41:home/other/qm1\n",
+                         0644);
+    gateway = std::make_unique<gateway_process>(broker->uri(), std::vector<std::string>{
+                                                                   "--clients-file", clients, "--mode", GetParam()});
+  }
+
+  temp_dir files{"mqttsn-clients"};
+  std::string clients;
+  std::unique_ptr<mosquitto_broker> broker;
+  std::unique_ptr<mqtt_test_client> observer;
+  std::unique_ptr<gateway_process> gateway;
+};
+
+TEST_P(SecurityAdmission, unknown_client_id_gets_connack_not_supported_counted_and_logged_once) {
+  EXPECT_TRUE(gateway->log_contains("clients file " + clients + ": 3 client(s) admitted")) << gateway->log();
+  auto stranger = sensor_from(*gateway, "stranger", "");
+  EXPECT_EQ(stranger.connect(), mqttsn::return_code::not_supported);
+  EXPECT_EQ(stranger.connect(), mqttsn::return_code::not_supported);
+  EXPECT_EQ(gateway->stat("admission_refused"), 2U);
+  const auto log = gateway->log();
+  const std::string line = "client stranger (udp0/127.0.0.1:";
+  const auto first = log.find(line);
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_NE(log.find("refused by the clients file (logged once per client): client id not in the clients file", first),
+            std::string::npos);
+  EXPECT_EQ(log.find(line, first + 1), std::string::npos) << "logged twice:\n" << log;
+  // Listed clients are served, bound or not.
+  ASSERT_TRUE(observer->subscribe("home/#", 1));
+  auto kitchen = sensor_from(*gateway, "kitchen", "127.0.0.1");
+  ASSERT_EQ(kitchen.connect(), mqttsn::return_code::accepted) << gateway->log();
+  EXPECT_EQ(kitchen.publish(topic_name{"home/kitchen/temp"}, "21", qos::at_least_once), mqttsn::return_code::accepted);
+  EXPECT_TRUE(observer->wait_message("home/kitchen/temp"));
+  // Outside its publish pattern: refused, and nothing reaches the broker.
+  EXPECT_EQ(kitchen.publish(topic_name{"home/bedroom/temp"}, "x", qos::at_least_once),
+            mqttsn::return_code::not_supported);
+  EXPECT_EQ(gateway->stat("publishes_denied"), 1U);
+  auto anywhere = sensor_from(*gateway, "anywhere", "127.0.0.2");
+  EXPECT_EQ(anywhere.connect(), mqttsn::return_code::accepted);
+  kitchen.disconnect();
+  anywhere.disconnect();
+  EXPECT_EQ(observer->count("home/bedroom/#"), 0U);
+}
+
+TEST_P(SecurityAdmission, a_listed_client_id_from_another_address_is_refused) {
+  // "kitchen" is bound to 127.0.0.1; the same id from 127.0.0.2 is an impostor.
+  auto impostor = sensor_from(*gateway, "kitchen", "127.0.0.2");
+  EXPECT_EQ(impostor.connect(), mqttsn::return_code::not_supported);
+  EXPECT_TRUE(gateway->log_contains("client kitchen (udp0/127.0.0.2:")) << gateway->log();
+  EXPECT_TRUE(gateway->log_contains("address not allowed for this client id")) << gateway->log();
+  EXPECT_EQ(gateway->stat("admission_refused"), 1U);
+  EXPECT_EQ(gateway->stat("connects"), 0U);
+  // The real one still connects from its address.
+  auto kitchen = sensor_from(*gateway, "kitchen", "127.0.0.1");
+  EXPECT_EQ(kitchen.connect(), mqttsn::return_code::accepted) << gateway->log();
+  kitchen.disconnect();
+}
+
+TEST_P(SecurityAdmission, qos_minus_one_only_from_listed_addresses) {
+  ASSERT_TRUE(observer->subscribe("home/#", 1));
+  // From 127.0.0.2 (bound to "other"): its own predefined id 41 is published.
+  auto listed = sensor_from(*gateway, "ignored", "127.0.0.2");
+  listed.publish(tools::predefined_topic{41}, "from other", qos::minus_one);
+  auto m = observer->wait_message("home/other/qm1");
+  ASSERT_TRUE(m) << gateway->log();
+  EXPECT_EQ(m->payload, "from other");
+  // From 127.0.0.3, which no line lists: dropped, counted, no answer.
+  auto unlisted = sensor_from(*gateway, "ignored", "127.0.0.3");
+  unlisted.publish(tools::predefined_topic{41}, "injected", qos::minus_one);
+  EXPECT_TRUE(wait_until([&] { return gateway->stat("qos_m1_refused") == 1U; }, 5s));
+  EXPECT_EQ(gateway->stat("qos_m1"), 1U);
+  EXPECT_FALSE(observer->wait_message("home/#", 300ms));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, SecurityAdmission, ::testing::Values("transparent", "aggregating"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
 TEST(SecurityConfig, a_missing_secret_file_stops_the_gateway_with_one_line_naming_the_key) {
   temp_dir dir("mqttsn-secrets");
   const auto log = dir.path() / "gw.log";
