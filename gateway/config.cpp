@@ -305,6 +305,22 @@ Enum parse_enum(const std::string& where, const std::string& value,
   fail(where, in_quotes(value) + " is not one of " + choices);
 }
 
+constexpr std::array<const char*, 2> bool_names = {"false", "true"};
+
+bool parse_bool(const std::string& where, const std::string& value) {
+  return parse_enum<std::uint8_t>(where, value, bool_names) != 0;
+}
+
+// Keys that name a file (or a directory): stored as given; empty means none (the default).
+template <std::string config::*Member>
+std::string show_path(const config& c) {
+  return c.*Member;
+}
+template <std::string config::*Member>
+void set_path(config& c, const std::string&, const std::string& v) {
+  c.*Member = v;
+}
+
 // The order here is the order of --help, of the example file, and of applying values (so of which
 // error is reported first when several values are wrong).
 const std::vector<key_info>& keys() {
@@ -361,6 +377,51 @@ const std::vector<key_info>& keys() {
        [](config& c, const std::string& w, const std::string& v) {
          c.connect_timeout = parse_seconds_ms(w, v);
        }},
+
+      // Broker security
+      {"broker-ca-file", "Broker security", "FILE",
+       "CA certificates (PEM) that sign an ssl:// broker's certificate", key_kind::single,
+       show_path<&config::broker_ca_file>, set_path<&config::broker_ca_file>,
+       "the system's CA store"},
+      {"broker-ca-dir", "Broker security", "DIR",
+       "a directory of CA certificates (PEM, hashed with c_rehash), next to broker-ca-file",
+       key_kind::single, show_path<&config::broker_ca_dir>, set_path<&config::broker_ca_dir>},
+      {"broker-cert-file", "Broker security", "FILE",
+       "client certificate (PEM) the gateway shows to an ssl:// broker", key_kind::single,
+       show_path<&config::broker_cert_file>, set_path<&config::broker_cert_file>},
+      {"broker-key-file", "Broker security", "FILE",
+       "private key (PEM) of broker-cert-file; a secret: mode 600 or 640", key_kind::single,
+       show_path<&config::broker_key_file>, set_path<&config::broker_key_file>},
+      {"broker-key-password-file", "Broker security", "FILE",
+       "pass phrase of an encrypted broker-key-file (first line of FILE)", key_kind::single,
+       show_path<&config::broker_key_password_file>,
+       set_path<&config::broker_key_password_file>},
+      {"broker-insecure", "Broker security", "BOOL",
+       "true: do not check the broker's certificate nor its host name (tests only)",
+       key_kind::single,
+       [](const config& c) -> std::string { return bool_names.at(c.broker_insecure ? 1 : 0); },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.broker_insecure = parse_bool(w, v);
+       }},
+      {"broker-username", "Broker security", "NAME",
+       "MQTT user name of the gateway's broker connections", key_kind::single,
+       [](const config& c) { return c.broker_username; },
+       [](config& c, const std::string& w, const std::string& v) {
+         if (v.size() > 65535) fail(w, "longer than 65535 bytes");
+         c.broker_username = v;
+       }},
+      {"broker-password-file", "Broker security", "FILE",
+       "the password of broker-username: the first line of FILE", key_kind::single,
+       show_path<&config::broker_password_file>, set_path<&config::broker_password_file>},
+      {"broker-credentials-file", "Broker security", "FILE",
+       "transparent mode: `CLIENT_ID USER PASSWORD` lines, each client's own credentials",
+       key_kind::single, show_path<&config::broker_credentials_file>,
+       set_path<&config::broker_credentials_file>},
+
+      // Client admission
+      {"clients-file", "Client admission", "FILE",
+       "admit only the clients listed in FILE (client ids, addresses, topics)", key_kind::single,
+       show_path<&config::clients_file>, set_path<&config::clients_file>, "off: every client"},
 
       // UDP transport
       {"udp", "UDP transport", "HOST:PORT",
@@ -660,6 +721,34 @@ void apply_predefined(config& c, const std::vector<given_value>* flags,
   }
 }
 
+// Settings that only make sense together.
+void check_broker_security(const config& c) {
+  const bool tls = c.broker.starts_with("ssl://");
+  const std::pair<const char*, bool> tls_only[] = {
+      {"--broker-ca-file", !c.broker_ca_file.empty()},
+      {"--broker-ca-dir", !c.broker_ca_dir.empty()},
+      {"--broker-cert-file", !c.broker_cert_file.empty()},
+      {"--broker-key-file", !c.broker_key_file.empty()},
+      {"--broker-key-password-file", !c.broker_key_password_file.empty()},
+      {"--broker-insecure", c.broker_insecure},
+  };
+  for (const auto& [key, set] : tls_only) {
+    if (set && !tls) fail(key, "needs an ssl:// broker (--broker is " + in_quotes(c.broker) + ")");
+  }
+  if (!c.broker_cert_file.empty() && c.broker_key_file.empty()) {
+    fail("--broker-cert-file", "needs --broker-key-file (the certificate's private key)");
+  }
+  if (!c.broker_key_file.empty() && c.broker_cert_file.empty()) {
+    fail("--broker-key-file", "needs --broker-cert-file (the certificate of that key)");
+  }
+  if (!c.broker_key_password_file.empty() && c.broker_key_file.empty()) {
+    fail("--broker-key-password-file", "needs --broker-key-file");
+  }
+  if (!c.broker_password_file.empty() && c.broker_username.empty()) {
+    fail("--broker-password-file", "needs --broker-username (MQTT sends no password without one)");
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -749,6 +838,7 @@ parse_outcome parse_config(int argc, const char* const argv[], config& cfg, std:
     for (const auto& g : *values) k.apply(c, g.where, g.value);
   }
   apply_predefined(c, chosen(cli, file, "predefined"), chosen(cli, file, "predefined-file"));
+  check_broker_security(c);
   cfg = std::move(c);
   return parse_outcome::run;
 }

@@ -55,6 +55,19 @@ struct config {
   serial_flow serial_flow_control = serial_flow::none;
   std::size_t serial_max_frame_size = 255;  // the radio payload (NP) limit, raw lines too
   std::chrono::milliseconds connect_timeout{5'000};
+  // Broker security: TLS for an ssl:// broker and credentials. Only file names are kept here; the
+  // secrets are read at startup (gateway/secrets.hpp), so no secret is ever a command-line value.
+  std::string broker_ca_file;            // PEM CA certificates; none: the system's CA store
+  std::string broker_ca_dir;             // a directory of hashed PEM CA certificates (c_rehash)
+  std::string broker_cert_file;          // client certificate (PEM), with broker_key_file
+  std::string broker_key_file;           // its private key (PEM)
+  std::string broker_key_password_file;  // pass phrase of an encrypted private key
+  bool broker_insecure = false;          // true: no check of the broker's certificate nor host name
+  std::string broker_username;           // user name of every broker connection
+  std::string broker_password_file;      // its password (first line of the file)
+  std::string broker_credentials_file;   // transparent mode: `CLIENT_ID USER PASSWORD` per line
+  // Client admission: off while empty (every client id from every address is accepted).
+  std::string clients_file;
   std::string upstream_client_id;  // default derived from the gateway id: "mqttsn-gw-<id>"
   std::string status_topic;        // default "mqttsn/gateway/<id>/status"
   std::chrono::seconds stats_interval{300};  // 0 = only on SIGUSR1

@@ -30,6 +30,7 @@ const char* event_name(mqttsn::event e) {
     case mqttsn::event::resubscribe_failed: return "could not restore subscription, DISCONNECT sent";
     case mqttsn::event::first_drop: return "dropping messages (first of them; later ones only counted)";
     case mqttsn::event::congestion: return "limit reached, answered congestion";
+    case mqttsn::event::admission_refused: return "refused by the clients file (logged once per client)";
   }
   return "?";
 }
@@ -163,7 +164,8 @@ void gateway::execute() {
                    [&](const mqttsn::report& rep) {
                      const bool warn = rep.what == mqttsn::event::congestion || rep.what == mqttsn::event::first_drop ||
                                        rep.what == mqttsn::event::connect_refused ||
-                                       rep.what == mqttsn::event::resubscribe_failed;
+                                       rep.what == mqttsn::event::resubscribe_failed ||
+                                       rep.what == mqttsn::event::admission_refused;
                      const auto level = warn ? spdlog::level::warn : spdlog::level::info;
                      if (rep.detail.empty()) {
                        spdlog::log(level, "client {} ({}): {}", r.client_id, r.to, event_name(rep.what));
@@ -249,6 +251,8 @@ std::string gateway::stats_line() const {
     << " connects_rejected=" << c.connects_rejected << " disconnects=" << c.disconnects << " sleeps=" << c.sleeps
     << " wakeups=" << c.wakeups << " lost_keep_alive=" << c.lost_keep_alive << " lost_sleep=" << c.lost_sleep_expired
     << " lost_retries=" << c.lost_retries << " wills=" << c.wills_published << " takeovers=" << c.takeovers
+    << " admission_refused=" << c.admission_refused << " qos_m1_refused=" << c.qos_m1_refused
+    << " publishes_denied=" << c.publishes_denied << " subscribes_denied=" << c.subscribes_denied
     << " publishes_in=" << c.publishes_from_clients << " qos_m1=" << c.qos_m1_published
     << " qos_m1_dropped=" << c.qos_m1_dropped << " qos0_dropped_broker_down=" << c.qos0_dropped_broker_down
     << " invalid_topic_id=" << c.invalid_topic_id << " duplicates=" << c.duplicate_publishes

@@ -33,6 +33,8 @@ class gateway {
   // SIGHUP: the predefined topics from now on (every session sees the new table at once; an id
   // that disappears is answered as unknown from then on). Sessions are kept.
   void reload_predefined(const std::vector<std::pair<mqttsn::topic_id, std::string>>& topics);
+  // Admit clients by the clients file (nullptr: everyone); `rules` must outlive the gateway.
+  void set_admission(const mqttsn::admission* rules) noexcept { table_.set_admission(rules); }
 
   // One log line with every counter (also on SIGUSR1).
   void log_stats() const;

@@ -8,7 +8,11 @@
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <iostream>
 #include <memory>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -18,6 +22,9 @@
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/paho_upstream.hpp"
+#include "gateway/clients_file.hpp"
+#include "gateway/secrets.hpp"
+#include "mqttsn/admission.hpp"
 #include "transports/serial_transport.hpp"
 #include "transports/udp_transport.hpp"
 
@@ -75,6 +82,54 @@ void reload(int argc, char* argv[], gateway::config& cfg, gateway::gateway& gw) 
   }
   spdlog::info("SIGHUP: configuration reloaded: log level {}, {} predefined topics, sessions kept",
                spdlog::level::to_string_view(to_spdlog(cfg.level)), cfg.predefined.size());
+}
+
+// TLS settings and credentials: the secrets are read from their files here, once; warnings (a
+// world-readable secret) are logged, the secrets never are. Throws config_error naming the key.
+void apply_broker_security(const gateway::config& cfg, gateway::paho_settings& settings) {
+  auto secrets = gateway::load_broker_secrets(cfg);
+  for (const auto& w : secrets.warnings) spdlog::warn("{}", w);
+  settings.tls = gateway::tls_settings{cfg.broker_ca_file, cfg.broker_ca_dir, cfg.broker_cert_file,
+                                       cfg.broker_key_file, std::move(secrets.key_password),
+                                       cfg.broker_insecure};
+  if (secrets.gateway) settings.login = gateway::broker_login{secrets.gateway->username, secrets.gateway->password};
+  for (auto& [id, c] : secrets.clients) settings.client_logins.emplace(id, gateway::broker_login{c.username, c.password});
+  if (!secrets.clients.empty() && cfg.mode == gateway::gateway_mode::aggregating) {
+    spdlog::warn("--broker-credentials-file: ignored in aggregating mode (one shared connection, --broker-username)");
+  }
+  if (cfg.broker.starts_with("ssl://")) {
+    const auto& t = settings.tls;
+    spdlog::info("TLS to the broker: CA {}{}{}, {}", t.ca_file.empty() && t.ca_dir.empty() ? "the system's store" : t.ca_file,
+                 t.ca_dir.empty() ? "" : " and directory " + t.ca_dir,
+                 t.cert_file.empty() ? "" : ", client certificate " + t.cert_file,
+                 t.insecure ? "NO check of the broker's certificate and host name (broker-insecure)"
+                            : "broker certificate and host name checked");
+  } else if (secrets.gateway && !secrets.gateway->password.empty()) {
+    spdlog::warn("--broker-password-file: the password goes to {} unencrypted (use ssl://)", cfg.broker);
+  }
+}
+
+// The clients file: the admission rules, and the broker credentials some lines carry (added to
+// the credentials file's; a client in both is an error). Throws config_error naming the key.
+mqttsn::admission load_clients_file(const gateway::config& cfg, gateway::paho_settings& settings) {
+  const std::string where = "--clients-file " + cfg.clients_file;
+  std::ifstream in(cfg.clients_file);
+  if (!in) throw gateway::config_error(where + ": cannot open (" + std::strerror(errno) + ")");
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto parsed = gateway::parse_clients_file(text.str(), where, cfg.predefined);
+  if (parsed.has_secrets) {
+    if (auto w = gateway::world_readable_warning("--clients-file", cfg.clients_file)) spdlog::warn("{}", *w);
+  }
+  for (auto& [id, c] : parsed.logins) {
+    if (settings.client_logins.contains(id)) {
+      throw gateway::config_error(where + ": client '" + id + "' also has a line in --broker-credentials-file");
+    }
+    settings.client_logins.emplace(id, gateway::broker_login{c.username, c.password});
+  }
+  spdlog::info("clients file {}: {} client(s) admitted, every other client id refused", cfg.clients_file,
+               parsed.rules.size());
+  return mqttsn::admission(std::move(parsed.rules));
 }
 
 std::string listen_text(const gateway::udp_listen& u) {
@@ -143,6 +198,14 @@ int main(int argc, char* argv[]) {
   settings.gateway_client_id = cfg.effective_upstream_client_id();
   settings.status_topic = cfg.effective_status_topic();
   settings.connect_timeout = cfg.connect_timeout;
+  std::optional<mqttsn::admission> admission;
+  try {
+    apply_broker_security(cfg, settings);
+    if (!cfg.clients_file.empty()) admission = load_clients_file(cfg, settings);
+  } catch (const gateway::config_error& e) {
+    std::cerr << "mqttsn-gateway: " << e.what() << '\n';
+    return 2;
+  }
   // Transparent: one broker connection per client; aggregating: all clients on one shared one.
   const bool aggregating = cfg.mode == gateway::gateway_mode::aggregating;
   std::unique_ptr<gateway::upstream> upstream;
@@ -153,6 +216,7 @@ int main(int argc, char* argv[]) {
   }
 
   gateway::gateway gw(io, cfg, *upstream, std::move(transports));
+  if (admission) gw.set_admission(&*admission);
   gw.start();
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);

@@ -18,6 +18,7 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "gateway/tls_probe.hpp"
 #include "mqttsn/topics.hpp"
 
 namespace gateway {
@@ -317,6 +318,7 @@ paho_upstream::paho_upstream(boost::asio::io_context& io, paho_settings settings
     : io_(io),
       settings_(std::move(settings)),
       anchor_(std::make_shared<anchor>(anchor{this})),
+
       rng_(std::random_device{}()) {
   if (settings_.reconnect_min.count() < 1) settings_.reconnect_min = std::chrono::milliseconds(1);
   settings_.reconnect_max = std::max(settings_.reconnect_max, settings_.reconnect_min);
@@ -395,8 +397,36 @@ std::shared_ptr<paho_upstream::link> paho_upstream::make_link(const std::string&
   const auto timeout_s =
       std::max<std::int64_t>(1, (settings_.connect_timeout.count() + 999) / 1000);
   o.set_connect_timeout(static_cast<int>(timeout_s));
+  apply_security(o, client_id, gateway_level);
   return l;
 }
+
+// TLS for an ssl:// broker, and the connection's user name and password (never logged).
+void paho_upstream::apply_security(mqtt::connect_options& o, const std::string& client_id,
+                                   bool gateway_level) const {
+  const broker_login* login = settings_.login ? &*settings_.login : nullptr;
+  if (!gateway_level) {
+    if (auto it = settings_.client_logins.find(client_id); it != settings_.client_logins.end()) {
+      login = &it->second;
+    }
+  }
+  if (login != nullptr) {
+    o.set_user_name(login->username);
+    if (!login->password.empty()) o.set_password(login->password);
+  }
+  if (!settings_.broker.starts_with("ssl://")) return;
+  const auto& t = settings_.tls;
+  mqtt::ssl_options ssl;
+  if (!t.ca_file.empty()) ssl.set_trust_store(t.ca_file);
+  if (!t.ca_dir.empty()) ssl.ca_path(t.ca_dir);
+  if (!t.cert_file.empty()) ssl.set_key_store(t.cert_file);
+  if (!t.key_file.empty()) ssl.set_private_key(t.key_file);
+  if (!t.key_password.empty()) ssl.set_private_key_password(t.key_password);
+  ssl.set_enable_server_cert_auth(!t.insecure);  // the certificate chain
+  ssl.set_verify(!t.insecure);                   // the host name in the certificate
+  o.set_ssl(std::move(ssl));
+}
+
 
 paho_upstream::link* paho_upstream::find(const std::string& client_id) {
   auto it = links_.find(client_id);
@@ -574,6 +604,7 @@ void paho_upstream::stop(std::chrono::milliseconds timeout) {
   for (auto& [id, l] : links) retire(l, disconnect_timeout);
   links.clear();
   reaper_->finish(deadline);
+  if (tls_probe_.joinable()) tls_probe_.join();  // bounded by its own timeout
   spdlog::debug("upstream: stopped ({} connects, {} losses, {} publishes)", stats_.connects,
                 stats_.connection_losses, stats_.publishes);
 }
@@ -700,6 +731,7 @@ void paho_upstream::on_connect_result(const std::shared_ptr<link>& l, std::uint6
     return;
   }
   ++stats_.connect_failures;
+  if (broker_ != broker_state::down) start_tls_probe();
   note_broker_down("cannot connect (Paho code " + std::to_string(rc) + ")");
   spdlog::debug("upstream: {} could not connect (Paho code {})", who(l->client_id), rc);
   schedule_retry(l);
@@ -866,6 +898,30 @@ void paho_upstream::post_event(const std::string& client_id, mqttsn::upstream_ev
 
 void paho_upstream::emit(const std::string& client_id, mqttsn::upstream_event event) {
   if (on_event_) on_event_(client_id, std::move(event));
+}
+
+void paho_upstream::start_tls_probe() {
+  if (!settings_.broker.starts_with("ssl://") || tls_probe_.joinable() || stopped_) return;
+  std::weak_ptr<anchor> w = anchor_;
+  tls_probe_ = std::thread([w, io = &io_, broker = settings_.broker, tls = settings_.tls,
+                            timeout = settings_.connect_timeout] {
+    auto reason = probe_tls(broker, tls, timeout);
+    boost::asio::post(*io, [w, reason = std::move(reason)] {
+      if (auto a = w.lock()) a->self->on_tls_probe(reason);
+    });
+  });
+}
+
+void paho_upstream::on_tls_probe(const std::string& reason) {
+  if (tls_probe_.joinable()) tls_probe_.join();  // it has posted this: it is ending
+  if (reason.empty()) {
+    spdlog::debug("upstream: a TLS handshake of our own with {} succeeded", settings_.broker);
+    return;
+  }
+  spdlog::error(
+      "upstream: TLS to broker {} fails: {} (check --broker-ca-file/--broker-ca-dir, and that "
+      "the certificate names the host of --broker)",
+      settings_.broker, reason);
 }
 
 void paho_upstream::note_broker_up() {

@@ -60,8 +60,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <string>
+#include <thread>
 
 #include <boost/asio/io_context.hpp>
 
@@ -69,9 +72,27 @@
 
 namespace mqtt {
 class async_client;
+class connect_options;
 }
 
 namespace gateway {
+
+// TLS toward an ssl:// broker (ignored for tcp://). The broker's certificate and host name are
+// checked unless `insecure`.
+struct tls_settings {
+  std::string ca_file;  // PEM; neither this nor ca_dir: OpenSSL's default CA store
+  std::string ca_dir;
+  std::string cert_file;  // client certificate, with key_file
+  std::string key_file;
+  std::string key_password;  // a secret: never logged
+  bool insecure = false;
+};
+
+// MQTT user name and password of a connection; the password is a secret, never logged.
+struct broker_login {
+  std::string username;
+  std::string password;
+};
 
 struct paho_settings {
   std::string broker = "tcp://127.0.0.1:1883";         // Paho server URI
@@ -87,6 +108,11 @@ struct paho_settings {
   bool gateway_clean_session = true;
   std::chrono::milliseconds disconnect_timeout{
       1'000};  // DISCONNECT waits this long for in-flight acks
+  tls_settings tls;
+  // Login of the gateway-level connection, and of each client connection that has none below.
+  std::optional<broker_login> login;
+  // Transparent mode: a client's own login, by MQTT-SN client id.
+  std::map<std::string, broker_login, std::less<>> client_logins;
 };
 
 // Read on the io thread (or after stop()).
@@ -144,6 +170,11 @@ class paho_upstream final : public upstream {
   };
 
   std::shared_ptr<link> make_link(const std::string& client_id, bool gateway_level);
+  void apply_security(mqtt::connect_options& o, const std::string& client_id,
+                      bool gateway_level) const;
+  // ssl:// only: once per outage, a handshake of our own on a thread says why TLS fails.
+  void start_tls_probe();
+  void on_tls_probe(const std::string& reason);
   void attempt(const std::shared_ptr<link>& l);
   void schedule_retry(const std::shared_ptr<link>& l);
   void retire(const std::shared_ptr<link>& l, std::chrono::milliseconds disconnect_timeout);
@@ -179,6 +210,7 @@ class paho_upstream final : public upstream {
   std::mt19937 rng_;
   paho_stats stats_;
   bool stopped_ = false;
+  std::thread tls_probe_;  // joined by stop()
 };
 
 }  // namespace gateway

@@ -30,6 +30,11 @@ struct counters {
   std::uint64_t lost_retries = 0;
   std::uint64_t wills_published = 0;
   std::uint64_t takeovers = 0;             // a client id moved to a new address
+  std::uint64_t admission_refused = 0;     // clients file: unknown client id or address (CONNACK
+                                           // not supported, or a PINGREQ dropped)
+  std::uint64_t qos_m1_refused = 0;        // clients file: QoS -1 from an address it does not list
+  std::uint64_t publishes_denied = 0;      // clients file: topic not in the client's publish list
+  std::uint64_t subscribes_denied = 0;     // clients file: filter not in its subscribe list
 
   // client -> broker
   std::uint64_t publishes_from_clients = 0;

@@ -134,11 +134,16 @@ void session::on_willtopic(const willtopic& m, time_point now, actions& out) {
     start_upstream_connect(now, out);
     return;
   }
-  if (!is_valid_topic_name(m.topic)) {
+  const bool valid = is_valid_topic_name(m.topic);
+  if (!valid || !may_publish(rule_, m.topic)) {
+    // A will the client may not publish would be a way around its publish permissions.
     state_ = session_state::disconnected;
     ++stats_.connects_rejected;
+    if (valid) ++stats_.publishes_denied;
     send(connack{return_code::not_supported}, out);
-    out.emplace_back(report{event::will_handshake_failed, "invalid will topic"});
+    out.emplace_back(report{event::will_handshake_failed,
+                            valid ? "will topic '" + m.topic + "' not allowed by the clients file"
+                                  : std::string("invalid will topic")});
     end_if_clean(out);
     return;
   }
@@ -284,7 +289,7 @@ void session::clear_session_state() {
 void session::on_willtopicupd(const willtopicupd& m, actions& out) {
   if (m.topic.empty()) {
     will_.reset();  // empty WILLTOPICUPD deletes topic and message (spec §6.4)
-  } else if (!is_valid_topic_name(m.topic)) {
+  } else if (!is_valid_topic_name(m.topic) || !may_publish(rule_, m.topic)) {
     send(willtopicresp{return_code::not_supported}, out);
     return;
   } else if (will_) {
@@ -470,6 +475,11 @@ void session::on_publish(const publish& m, actions& out) {
     send(puback{m.id, m.mid, return_code::not_supported}, out);
     return;
   }
+  if (!may_publish(rule_, *topic)) {  // the clients file says no: whatever the QoS
+    ++stats_.publishes_denied;
+    send(puback{m.id, m.mid, return_code::not_supported}, out);
+    return;
+  }
   if (m.q == qos::at_most_once) {
     if (!upstream_up_) {
       ++stats_.qos0_dropped_broker_down;
@@ -563,6 +573,11 @@ void session::on_subscribe(const subscribe& m, actions& out) {
       break;
   }
   if (!is_valid_topic_filter(filter)) {
+    send(suback{qos::at_most_once, 0, m.mid, return_code::not_supported}, out);
+    return;
+  }
+  if (!may_subscribe(rule_, filter)) {  // the clients file says no
+    ++stats_.subscribes_denied;
     send(suback{qos::at_most_once, 0, m.mid, return_code::not_supported}, out);
     return;
   }

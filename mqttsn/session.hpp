@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "mqttsn/admission.hpp"
 #include "mqttsn/counters.hpp"
 #include "mqttsn/message.hpp"
 #include "mqttsn/topics.hpp"
@@ -139,6 +140,7 @@ enum class event : std::uint8_t {
   resubscribe_failed,      // broker refused a restored subscription: DISCONNECT sent
   first_drop,              // first message dropped for this client (detail: why); later ones only counted
   congestion,              // a bound was hit (detail: which)
+  admission_refused,       // the clients file refused it (detail: why); reported once per client
 };
 
 struct report {
@@ -181,6 +183,10 @@ class session {
     return collect([&](actions& o) { handle(e, now, o); });
   }
   actions tick(time_point now) { return collect([&](actions& o) { tick(now, o); }); }
+
+  // The clients-file rule of this client (topic permissions; its predefined topics are the ones
+  // given to the constructor). nullptr (the default): everything allowed. Must outlive the session.
+  void set_rule(const client_rule* rule) noexcept { rule_ = rule; }
 
   const std::string& client_id() const noexcept { return client_id_; }
   session_state state() const noexcept { return state_; }
@@ -295,6 +301,7 @@ class session {
   const session_config& config_;
   const predefined_topics& predefined_;
   counters& stats_;
+  const client_rule* rule_ = nullptr;
 
   session_state state_ = session_state::disconnected;
   connect_phase phase_ = connect_phase::broker;

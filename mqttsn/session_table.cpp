@@ -97,6 +97,16 @@ void session_table::handle_frame(const endpoint& from, std::span<const std::uint
   const message& m = std::get<message>(decoded);
 
   if (const auto* c = std::get_if<connect>(&m)) {
+    const client_rule* rule = nullptr;
+    if (admission_ != nullptr) {
+      const auto verdict = admission_->check(c->client_id, from);
+      if (verdict != admission_verdict::accepted) {
+        ++stats_.connects_rejected;
+        refuse(from, c->client_id, to_string(verdict), true, out);
+        return;
+      }
+      rule = admission_->rule(c->client_id);
+    }
     entry* e = lookup_client(c->client_id);
     if (!e) {
       if (by_client_.size() >= config_.max_clients) {
@@ -106,7 +116,9 @@ void session_table::handle_frame(const endpoint& from, std::span<const std::uint
         out.push_back(routed_action{c->client_id, from, report{event::congestion, "clients"}});
         return;
       }
-      auto owned = std::make_unique<entry>(c->client_id, session_config_, predefined_, stats_);
+      auto owned = std::make_unique<entry>(c->client_id, session_config_,
+                                           rule != nullptr ? rule->predefined : predefined_, stats_);
+      owned->sess.set_rule(rule);
       e = owned.get();
       by_client_.emplace(c->client_id, std::move(owned));
     }
@@ -122,6 +134,13 @@ void session_table::handle_frame(const endpoint& from, std::span<const std::uint
       ++stats_.unknown_sender;
       reply(from, disconnect{}, out);
       return;
+    }
+    if (admission_ != nullptr) {
+      const auto verdict = admission_->check(p->client_id, from);
+      if (verdict != admission_verdict::accepted) {  // never rebind a session to a stranger
+        refuse(from, p->client_id, to_string(verdict), false, out);
+        return;
+      }
     }
     bind(*e, from);  // a sleeping device may wake up on a new address or port
     e->sess.handle(m, now, scratch_);
@@ -167,9 +186,21 @@ void session_table::handle_frame(const endpoint& from, std::span<const std::uint
 // QoS -1 needs no session: predefined ids and short names only, published on the gateway's own
 // connection (DECISIONS.md).
 void session_table::on_qos_minus_one(const endpoint& from, const publish& p, std::vector<routed_action>& out) {
+  const client_rule* rule = nullptr;
+  if (admission_ != nullptr) {
+    // QoS -1 has no CONNECT: with a clients file only its bound addresses may use it. No answer:
+    // a reply to a forged source address would help nobody.
+    rule = admission_->rule_for_address(from);
+    if (rule == nullptr) {
+      ++stats_.qos_m1_refused;
+      refuse(from, {}, "QoS -1 from an address the clients file does not list", false, out);
+      return;
+    }
+  }
+  const predefined_topics& predefined = rule != nullptr ? rule->predefined : predefined_;
   std::string topic;
   if (p.id_type == topic_id_type::predefined) {
-    const auto* name = predefined_.name(p.id);
+    const auto* name = predefined.name(p.id);
     if (!name) {
       ++stats_.qos_m1_dropped;
       ++stats_.invalid_topic_id;
@@ -184,8 +215,25 @@ void session_table::on_qos_minus_one(const endpoint& from, const publish& p, std
     reply(from, puback{p.id, p.mid, return_code::not_supported}, out);
     return;
   }
+  if (!may_publish(rule, topic)) {
+    ++stats_.publishes_denied;
+    ++stats_.qos_m1_dropped;
+    return;
+  }
   ++stats_.qos_m1_published;
   out.push_back(routed_action{{}, from, upstream_publish{0, std::move(topic), p.data, qos::at_most_once, p.retain}});
+}
+
+void session_table::refuse(const endpoint& from, const std::string& client_id, std::string why, bool answer,
+                           std::vector<routed_action>& out) {
+  ++stats_.admission_refused;
+  if (answer) reply(from, connack{return_code::not_supported}, out);
+  // Once per client id (or per address without one), so a sensor retrying does not flood the log.
+  std::string key = client_id.empty() ? "address " + from : "client " + client_id;
+  if (refusals_reported_.size() >= max_refusals_reported || !refusals_reported_.insert(std::move(key)).second) {
+    return;
+  }
+  out.push_back(routed_action{client_id, from, report{event::admission_refused, std::move(why)}});
 }
 
 void session_table::handle_upstream(std::string_view client_id, const upstream_event& ev, time_point now,

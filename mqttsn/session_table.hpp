@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "mqttsn/admission.hpp"
 #include "mqttsn/counters.hpp"
 #include "mqttsn/session.hpp"
 #include "mqttsn/topics.hpp"
@@ -53,6 +54,14 @@ class session_table {
   void tick(time_point now, std::vector<routed_action>& out);
   std::optional<time_point> next_deadline() const noexcept;
 
+  // Admit clients by the clients file's rules (nullptr, the default: every client from anywhere).
+  // Must outlive the table. A CONNECT refused by it is answered CONNACK "not supported"; a
+  // PINGREQ(client id) from an address the rule does not allow is dropped; QoS -1 is accepted only
+  // from an address a rule is bound to. Each is counted, and reported once per client id (or
+  // address), for at most max_refusals_reported of them.
+  void set_admission(const admission* rules) noexcept { admission_ = rules; }
+  static constexpr std::size_t max_refusals_reported = 1024;
+
   const session* find(std::string_view client_id) const noexcept;
   const session* find_by_endpoint(const endpoint& ep) const noexcept;
   const endpoint* endpoint_of(std::string_view client_id) const noexcept;
@@ -77,6 +86,8 @@ class session_table {
   void route(entry& e, actions& local, std::vector<routed_action>& out);
   void reply(const endpoint& to, const message& m, std::vector<routed_action>& out);
   void on_qos_minus_one(const endpoint& from, const publish& p, std::vector<routed_action>& out);
+  void refuse(const endpoint& from, const std::string& client_id, std::string why, bool answer,
+              std::vector<routed_action>& out);
 
   table_config config_;
   session_config session_config_;
@@ -85,6 +96,8 @@ class session_table {
   std::unordered_map<std::string, std::unique_ptr<entry>, string_hash, std::equal_to<>> by_client_;
   std::unordered_map<endpoint, entry*, string_hash, std::equal_to<>> by_endpoint_;
   std::set<std::pair<time_point, entry*>> deadlines_;
+  const admission* admission_ = nullptr;
+  std::set<std::string, std::less<>> refusals_reported_;
   actions scratch_;
 };
 

@@ -13,8 +13,10 @@ packages=(
   # libraries of the daemon (transports, upstream, persistence, logging)
   libboost-dev libboost-program-options-dev libserialport-dev
   libpaho-mqtt-dev libpaho-mqttpp-dev libsqlite3-dev libspdlog-dev
+  libssl-dev  # the TLS check that says why a broker's certificate is refused
   # integration tests: a real broker and its clients, pty pairs
   mosquitto mosquitto-clients socat
+  openssl  # test certificates, made by the tests themselves
   # benchmark plots (scripts/plot-bench.sh)
   gnuplot-nox jq
 )

@@ -20,7 +20,10 @@ class gateway_process {
   // Starts `mqttsn-gateway --broker BROKER --udp 127.0.0.1:PORT --stats-interval 0 <extra>` and
   // waits until it is connected to the broker and answers SEARCHGW. With `udp` given, that
   // listen address is used instead (e.g. "[::1]:PORT").
-  gateway_process(const std::string& broker_uri, std::vector<std::string> extra_args = {}, std::string udp = {});
+  // With `wait_for_broker` false it only waits for the SEARCHGW answer (a gateway that cannot
+  // reach its broker still serves SEARCHGW).
+  gateway_process(const std::string& broker_uri, std::vector<std::string> extra_args = {}, std::string udp = {},
+                  bool wait_for_broker = true);
   ~gateway_process();
   gateway_process(const gateway_process&) = delete;
   gateway_process& operator=(const gateway_process&) = delete;

@@ -234,6 +234,40 @@ temp_dir::~temp_dir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+// ---- test_pki ----
+
+test_pki::test_pki(const std::string& ca_name) : dir_("mqttsn-pki") {
+  ca_ = {dir_.path() / (ca_name + ".crt"), dir_.path() / (ca_name + ".key")};
+  openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-keyout", ca_.key.string(), "-out", ca_.cert.string(), "-days", "1", "-subj",
+           "/CN=" + ca_name, "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+           "keyUsage=critical,keyCertSign,cRLSign"});
+}
+
+test_pki::issued test_pki::issue(const std::string& name, const std::string& subject_alt_names) {
+  issued out{dir_.path() / (name + ".crt"), dir_.path() / (name + ".key")};
+  const auto csr = dir_.path() / (name + ".csr");
+  const auto ext = dir_.path() / (name + ".ext");
+  openssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-keyout", out.key.string(), "-out", csr.string(), "-subj", "/CN=" + name});
+  {
+    std::ofstream e(ext);
+    e << "basicConstraints=CA:FALSE\n";
+    if (!subject_alt_names.empty()) e << "subjectAltName=" << subject_alt_names << '\n';
+  }
+  openssl({"x509", "-req", "-in", csr.string(), "-CA", ca_.cert.string(), "-CAkey",
+           ca_.key.string(), "-set_serial", std::to_string(++serial_), "-days", "1", "-out",
+           out.cert.string(), "-extfile", ext.string()});
+  return out;
+}
+
+void test_pki::openssl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"/usr/bin/openssl"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto log = dir_.path() / "openssl.log";
+  if (run(argv, log) != 0) fail("openssl " + args.front() + " failed: " + read_file(log));
+}
+
 // ---- mosquitto_broker ----
 
 mosquitto_broker::mosquitto_broker(broker_options options)
@@ -258,6 +292,11 @@ mosquitto_broker::mosquitto_broker(broker_options options)
   // An automatic port may be taken between free_port() and the broker's bind: try a few.
   for (int tries = 0;; ++tries) {
     port_ = options_.port ? options_.port : free_port(false);
+    if (options_.tls) {
+      do {
+        tls_port_ = free_port(false);
+      } while (tls_port_ == port_);
+    }
     write_config();
     if (try_start()) return;
     if (options_.port || tries == 4)
@@ -268,6 +307,10 @@ mosquitto_broker::mosquitto_broker(broker_options options)
 mosquitto_broker::~mosquitto_broker() { kill(); }
 
 std::string mosquitto_broker::uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+std::string mosquitto_broker::tls_uri(const std::string& host) const {
+  return "ssl://" + host + ":" + std::to_string(tls_port_);
+}
 
 std::string mosquitto_broker::log() const { return read_file(dir_.path() / "mosquitto.log"); }
 
@@ -287,6 +330,15 @@ void mosquitto_broker::write_config() const {
   }
   if (!options_.users.empty())
     conf << "password_file " << (dir_.path() / "passwd").string() << '\n';
+  if (options_.tls) {
+    // per_listener_settings is false: password_file and allow_anonymous above hold for both.
+    conf << "listener " << tls_port_ << " 127.0.0.1\n"
+         << "cafile " << options_.tls->ca_file.string() << '\n'
+         << "certfile " << options_.tls->cert_file.string() << '\n'
+         << "keyfile " << options_.tls->key_file.string() << '\n'
+         << "require_certificate " << (options_.tls->require_certificate ? "true" : "false")
+         << '\n';
+  }
   for (const auto& line : options_.extra_config) conf << line << '\n';
   if (!conf) fail("cannot write " + (dir_.path() / "mosquitto.conf").string());
 }
@@ -309,7 +361,7 @@ bool mosquitto_broker::try_start() {
           exited = true;
           return true;
         }
-        return accepts_tcp(port_);
+        return accepts_tcp(port_) && (tls_port_ == 0 || accepts_tcp(tls_port_));
       },
       options_.start_timeout);
   if (exited) {

@@ -68,6 +68,43 @@ class temp_dir {
   std::filesystem::path path_;
 };
 
+// Test certificates made with the `openssl` CLI in a temp dir (never committed keys): a CA, and
+// certificates it signs. EC P-256 keys, valid for a day. Throws std::runtime_error with openssl's
+// output on failure.
+class test_pki {
+ public:
+  explicit test_pki(const std::string& ca_name = "mqttsn-test-ca");
+  test_pki(const test_pki&) = delete;
+  test_pki& operator=(const test_pki&) = delete;
+
+  struct issued {
+    std::filesystem::path cert;
+    std::filesystem::path key;
+  };
+  // A certificate for `name` (also its file names) with these subjectAltName entries
+  // ("DNS:localhost,IP:127.0.0.1"); empty: none.
+  issued issue(const std::string& name, const std::string& subject_alt_names);
+
+  const std::filesystem::path& ca_cert() const noexcept { return ca_.cert; }
+  const std::filesystem::path& dir() const noexcept { return dir_.path(); }
+
+ private:
+  void openssl(const std::vector<std::string>& args);
+
+  temp_dir dir_;
+  issued ca_;
+  int serial_ = 1;
+};
+
+// A TLS listener next to the plain one: the broker's certificate and key, the CA of client
+// certificates, and whether the broker demands one.
+struct tls_listener {
+  std::filesystem::path ca_file;
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  bool require_certificate = false;
+};
+
 struct broker_options {
   std::uint16_t port = 0;  // 0: a free port
   std::vector<std::string>
@@ -76,6 +113,7 @@ struct broker_options {
   bool persistence = false;  // in the temp dir, saved on every change (survives stop() and kill())
   // user -> password; written with mosquitto_passwd into a password_file.
   std::vector<std::pair<std::string, std::string>> users{};
+  std::optional<tls_listener> tls{};  // on tls_port(), with the same users and anonymity rule
   std::chrono::milliseconds start_timeout{10'000};
 };
 
@@ -103,6 +141,10 @@ class mosquitto_broker {
 
   std::uint16_t port() const noexcept { return port_; }
   std::string uri() const;  // "tcp://127.0.0.1:PORT"
+  // The TLS listener (broker_options::tls): its port, and "ssl://HOST:PORT" (the host the
+  // gateway names, which its certificate check compares with the broker's certificate).
+  std::uint16_t tls_port() const noexcept { return tls_port_; }
+  std::string tls_uri(const std::string& host = "127.0.0.1") const;
   std::string log() const;  // what the broker wrote so far (all its runs)
   const std::filesystem::path& dir() const noexcept { return dir_.path(); }
 
@@ -113,6 +155,7 @@ class mosquitto_broker {
   broker_options options_;
   temp_dir dir_;
   std::uint16_t port_ = 0;
+  std::uint16_t tls_port_ = 0;
   pid_t pid_ = -1;
 };
 

@@ -155,6 +155,16 @@ const std::vector<std::pair<std::string, std::string>> non_default_values = {
     {"upstream-client-id", "gw-kitchen"},
     {"status-topic", "home/gateway/status"},
     {"connect-timeout", "2.5"},
+    {"broker-ca-file", "/etc/mqttsn/ca.crt"},
+    {"broker-ca-dir", "/etc/ssl/certs"},
+    {"broker-cert-file", "/etc/mqttsn/gw.crt"},
+    {"broker-key-file", "/etc/mqttsn/gw.key"},
+    {"broker-key-password-file", "/etc/mqttsn/gw.key.pass"},
+    {"broker-insecure", "true"},
+    {"broker-username", "gateway-7"},
+    {"broker-password-file", "/etc/mqttsn/broker.password"},
+    {"broker-credentials-file", "/etc/mqttsn/credentials"},
+    {"clients-file", "/etc/mqttsn/clients"},
     {"udp", "127.0.0.1:10000"},
     {"udp", "[::1]:10001"},
     {"multicast", "225.1.1.1:1884"},
@@ -184,6 +194,16 @@ config non_default_config() {
   c.upstream_client_id = "gw-kitchen";
   c.status_topic = "home/gateway/status";
   c.connect_timeout = 2500ms;
+  c.broker_ca_file = "/etc/mqttsn/ca.crt";
+  c.broker_ca_dir = "/etc/ssl/certs";
+  c.broker_cert_file = "/etc/mqttsn/gw.crt";
+  c.broker_key_file = "/etc/mqttsn/gw.key";
+  c.broker_key_password_file = "/etc/mqttsn/gw.key.pass";
+  c.broker_insecure = true;
+  c.broker_username = "gateway-7";
+  c.broker_password_file = "/etc/mqttsn/broker.password";
+  c.broker_credentials_file = "/etc/mqttsn/credentials";
+  c.clients_file = "/etc/mqttsn/clients";
   c.udp = {{"127.0.0.1", 10000}, {"::1", 10001}};
   c.multicast = udp_listen{"225.1.1.1", 1884};
   c.advertise_interval = 900s;
@@ -282,6 +302,16 @@ TEST(ConfigDefaults, struct_holds_the_documented_defaults) {
   EXPECT_EQ(c.sleep_buffer, 100u);
   EXPECT_EQ(c.max_frame_size, 1024u);
   EXPECT_EQ(c.connect_timeout, 5s);
+  EXPECT_EQ(c.broker_ca_file, "");
+  EXPECT_EQ(c.broker_ca_dir, "");
+  EXPECT_EQ(c.broker_cert_file, "");
+  EXPECT_EQ(c.broker_key_file, "");
+  EXPECT_EQ(c.broker_key_password_file, "");
+  EXPECT_FALSE(c.broker_insecure);
+  EXPECT_EQ(c.broker_username, "");
+  EXPECT_EQ(c.broker_password_file, "");
+  EXPECT_EQ(c.broker_credentials_file, "");
+  EXPECT_EQ(c.clients_file, "");
   EXPECT_EQ(c.serial, "");
   EXPECT_EQ(c.serial_baud, 9600u);
   EXPECT_EQ(c.serial_frame, serial_framing::xbee_api2);
@@ -700,6 +730,30 @@ TEST(ConfigErrors, broker) {
   });
 }
 
+TEST(ConfigErrors, broker_security_keys_that_only_make_sense_together) {
+  const std::string ssl = "ssl://b:8883";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--broker-ca-file", "/ca"}, "--broker-ca-file: needs an ssl:// broker (--broker is 'tcp://127.0.0.1:1883')"},
+      {{"--broker-ca-dir", "/d"}, "--broker-ca-dir: needs an ssl:// broker (--broker is 'tcp://127.0.0.1:1883')"},
+      {{"--broker-insecure", "true"},
+       "--broker-insecure: needs an ssl:// broker (--broker is 'tcp://127.0.0.1:1883')"},
+      {{"--broker", ssl, "--broker-cert-file", "/c"},
+       "--broker-cert-file: needs --broker-key-file (the certificate's private key)"},
+      {{"--broker", ssl, "--broker-key-file", "/k"},
+       "--broker-key-file: needs --broker-cert-file (the certificate of that key)"},
+      {{"--broker", ssl, "--broker-key-password-file", "/p"},
+       "--broker-key-password-file: needs --broker-key-file"},
+      {{"--broker-password-file", "/p"},
+       "--broker-password-file: needs --broker-username (MQTT sends no password without one)"},
+      {{"--broker", ssl, "--broker-insecure", "yes"},
+       "--broker-insecure: 'yes' is not one of false or true"},
+  };
+  for (const auto& [args, message] : cases) EXPECT_EQ(error_of(args), message);
+  // Credentials need no TLS (the gateway warns at startup), and false is the default.
+  EXPECT_EQ(parse_ok({"--broker-username", "u", "--broker-password-file", "/p"}).broker_username, "u");
+  EXPECT_FALSE(parse_ok({"--broker", ssl, "--broker-insecure", "false"}).broker_insecure);
+}
+
 TEST(ConfigErrors, udp_and_multicast) {
   expect_errors({
       {{"--udp", "1.2.3.4"}, "--udp: '1.2.3.4' needs a port (HOST:PORT or [V6]:PORT)"},
@@ -949,6 +1003,16 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "upstream-client-id",
                                                    "status-topic",
                                                    "connect-timeout",
+                                                   "broker-ca-file",
+                                                   "broker-ca-dir",
+                                                   "broker-cert-file",
+                                                   "broker-key-file",
+                                                   "broker-key-password-file",
+                                                   "broker-insecure",
+                                                   "broker-username",
+                                                   "broker-password-file",
+                                                   "broker-credentials-file",
+                                                   "clients-file",
                                                    "udp",
                                                    "multicast",
                                                    "advertise-interval",
@@ -989,6 +1053,14 @@ TEST(ConfigHelp, help_shows_each_default) {
            "[default: mqttsn/gateway/<gateway-id>/status]",
            "  --connect-timeout SECONDS",
            "[default: 5]",
+           "  --broker-ca-file FILE",
+           "[default: the system's CA store]",
+           "  --broker-insecure BOOL",
+           "[default: false]",
+           "  --broker-password-file FILE",
+           "[default: none]",
+           "  --clients-file FILE",
+           "[default: off: every client]",
            "  --udp HOST:PORT",
            "[default: 0.0.0.0:1884]",
            "  --multicast GROUP:PORT",

@@ -758,5 +758,110 @@ TEST_F(SessionTable, client_publish_is_routed_to_the_broker_with_its_client_id) 
             (routed_list{{"abc", "udp:A", raw({0x07, 0x0D, 0x00, 0x01, 0x00, 0x02, 0x00})}}));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Admission (the clients file): unknown and misplaced clients, QoS -1, topic permissions
+
+class SessionTableAdmission : public SessionTable {
+ protected:
+  SessionTableAdmission() {
+    client_rule abc{"abc", "10.0.0.7", std::vector<std::string>{"a/#"}, std::vector<std::string>{"ab"}, {}};
+    abc.predefined.add(predefined_temp, "sensors/temp");
+    abc.predefined.add(0x0020, "own/topic");
+    abc.predefined.add(0x0021, "a/x");
+    client_rule open{"open", "", std::nullopt, std::nullopt, {}};
+    rules = admission({abc, open});
+    table->set_admission(&rules);
+  }
+  admission rules;
+};
+
+TEST_F(SessionTableAdmission, unknown_client_id_gets_connack_not_supported_reported_once) {
+  const auto stranger = connect_frame("zzz", 60);
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", stranger),
+            (routed_list{{"", "udp0/10.0.0.7:1", raw({0x03, 0x05, 0x03})},
+                         {"zzz", "udp0/10.0.0.7:1", report{event::admission_refused, "client id not in the clients file"}}}));
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", stranger), (routed_list{{"", "udp0/10.0.0.7:1", raw({0x03, 0x05, 0x03})}}));
+  EXPECT_EQ(stats.admission_refused, 2U);
+  EXPECT_EQ(stats.connects_rejected, 2U);
+  EXPECT_EQ(table->size(), 0U);
+}
+
+TEST_F(SessionTableAdmission, listed_client_from_another_address_is_refused_without_touching_its_session) {
+  connect_client("abc", "udp0/10.0.0.7:1", connect_abc);
+  EXPECT_EQ(feed("udp0/10.6.6.6:1", connect_abc),
+            (routed_list{{"", "udp0/10.6.6.6:1", raw({0x03, 0x05, 0x03})},
+                         {"abc", "udp0/10.6.6.6:1",
+                          report{event::admission_refused, "address not allowed for this client id"}}}));
+  // A PINGREQ(client id) from the spoofed address is dropped: no answer, no rebinding.
+  EXPECT_EQ(feed("udp0/10.6.6.6:1", pingreq_abc), routed_list{});
+  EXPECT_EQ(*table->endpoint_of("abc"), "udp0/10.0.0.7:1");
+  EXPECT_EQ(stats.takeovers, 0U);
+  EXPECT_EQ(stats.admission_refused, 2U);
+  // Another port of the bound host is fine (NAT, a new socket).
+  EXPECT_EQ(feed("udp0/10.0.0.7:2", pingreq_abc), (routed_list{{"abc", "udp0/10.0.0.7:2", raw({0x02, 0x17})}}));
+}
+
+TEST_F(SessionTableAdmission, qos_minus_one_only_from_listed_addresses_with_their_predefined_topics) {
+  // Not listed: no answer to the sender, reported once per address, counted every time.
+  EXPECT_EQ(feed("udp0/10.6.6.6:1", publish_qm1_predefined),
+            (routed_list{{"", "udp0/10.6.6.6:1",
+                          report{event::admission_refused, "QoS -1 from an address the clients file does not list"}}}));
+  EXPECT_EQ(feed("udp0/10.6.6.6:1", publish_qm1_predefined), routed_list{});
+  EXPECT_EQ(stats.qos_m1_refused, 2U);
+  EXPECT_EQ(stats.qos_m1_published, 0U);
+  // From the bound address: published. Its own predefined id works too, but only within its
+  // publish patterns ("a/#"): sensors/temp is refused (counted), own/topic as well.
+  const bytes own_topic = {0x09, 0x0C, 0x61, 0x00, 0x20, 0x00, 0x00, 0x68, 0x69};
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", own_topic), routed_list{});
+  EXPECT_EQ(stats.publishes_denied, 1U);
+  const bytes short_a1 = {0x09, 0x0C, 0x62, 0x61, 0x31, 0x00, 0x00, 0x68, 0x69};  // "a1": not a/...
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", short_a1), routed_list{});
+  EXPECT_EQ(stats.publishes_denied, 2U);
+  EXPECT_EQ(stats.qos_m1_published, 0U);
+  // Its own predefined id within a/#: published on the gateway's connection.
+  const bytes own_a_x = {0x09, 0x0C, 0x61, 0x00, 0x21, 0x00, 0x00, 0x68, 0x69};
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", own_a_x),
+            (routed_list{{"", "udp0/10.0.0.7:1", upstream_publish{0, "a/x", payload("hi"), qos::at_most_once, false}}}));
+  EXPECT_EQ(stats.qos_m1_published, 1U);
+}
+
+TEST_F(SessionTableAdmission, publish_and_subscribe_outside_the_patterns_are_refused_not_supported) {
+  connect_client("abc", "udp0/10.0.0.7:1", connect_abc);
+  // REGISTER a/b then PUBLISH on it: allowed.
+  const auto reg = feed("udp0/10.0.0.7:1", register_ab);
+  ASSERT_EQ(reg.size(), 1U);
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", publish_qos0), (routed_list{{"abc", "udp0/10.0.0.7:1",
+                                                                 upstream_publish{0, "a/b", payload("hi"), qos::at_most_once, false}}}));
+  // The predefined sensors/temp is not within a/#: PUBACK not supported, at QoS 1.
+  const bytes publish_temp_qos1 = {0x09, 0x0C, 0x21, 0x00, 0x10, 0x00, 0x05, 0x68, 0x69};
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", publish_temp_qos1),
+            (routed_list{{"abc", "udp0/10.0.0.7:1", frame_of(puback{0x0010, 5, return_code::not_supported})}}));
+  EXPECT_EQ(stats.publishes_denied, 1U);
+  // SUBSCRIBE a/# is outside "ab"; the short name ab is exactly it.
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", subscribe_wildcard),
+            (routed_list{{"abc", "udp0/10.0.0.7:1", frame_of(suback{qos::at_most_once, 0, 4, return_code::not_supported})}}));
+  EXPECT_EQ(stats.subscribes_denied, 1U);
+  const auto sub = feed("udp0/10.0.0.7:1", subscribe_short_ab);
+  ASSERT_EQ(sub.size(), 1U);
+  EXPECT_TRUE(std::holds_alternative<upstream_subscribe>(sub[0].act));
+}
+
+TEST_F(SessionTableAdmission, a_will_outside_the_publish_patterns_refuses_the_connect) {
+  const bytes connect_will = encode(message{connect{true, true, 60, "abc"}});
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", connect_will), (routed_list{{"abc", "udp0/10.0.0.7:1", raw({0x02, 0x06})}}));
+  const bytes willtopic_x = encode(message{willtopic{qos::at_least_once, false, "x/dead"}});
+  EXPECT_EQ(feed("udp0/10.0.0.7:1", willtopic_x),
+            (routed_list{{"abc", "udp0/10.0.0.7:1", raw({0x03, 0x05, 0x03})},
+                         {"abc", "udp0/10.0.0.7:1",
+                          report{event::will_handshake_failed, "will topic 'x/dead' not allowed by the clients file"}},
+                         {"abc", "udp0/10.0.0.7:1", report{event::session_ended, {}}}}));
+  EXPECT_EQ(stats.publishes_denied, 1U);
+}
+
+TEST_F(SessionTableAdmission, an_unbound_listed_client_connects_from_anywhere) {
+  connect_client("open", "udp0/192.0.2.1:9", connect_frame("open", 60));
+  EXPECT_EQ(stats.admission_refused, 0U);
+}
+
 }  // namespace
 }  // namespace mqttsn

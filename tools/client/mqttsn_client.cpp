@@ -1,5 +1,7 @@
 #include "tools/client/mqttsn_client.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -299,6 +301,28 @@ client::client(std::string host, std::uint16_t port, client_options options)
 
   fd_ = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
   if (fd_ < 0) throw client_error("cannot open a UDP socket: " + errno_text(errno));
+  if (!options_.local_address.empty()) {
+    sockaddr_storage local{};
+    socklen_t local_len = 0;
+    if (family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&local);
+      a->sin6_family = AF_INET6;
+      local_len = sizeof *a;
+      if (::inet_pton(AF_INET6, options_.local_address.c_str(), &a->sin6_addr) != 1) local_len = 0;
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&local);
+      a->sin_family = AF_INET;
+      local_len = sizeof *a;
+      if (::inet_pton(AF_INET, options_.local_address.c_str(), &a->sin_addr) != 1) local_len = 0;
+    }
+    if (local_len == 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&local), local_len) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      fd_ = -1;
+      throw client_error("cannot send from '" + options_.local_address + "': " +
+                         (local_len == 0 ? std::string("not an address") : errno_text(err)));
+    }
+  }
 }
 
 client::~client() {

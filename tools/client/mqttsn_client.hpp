@@ -49,6 +49,8 @@ struct client_options {
   // Called with one line per frame sent or received: "send CONNECT: 0C 04 04 01 00 0A ..." or
   // "recv CONNACK: 03 05 00". Empty: no debug output.
   std::function<void(std::string_view line)> debug;
+  // Send from this local IP address (e.g. 127.0.0.2, another loopback address); empty: any.
+  std::string local_address{};
 };
 
 struct will {
