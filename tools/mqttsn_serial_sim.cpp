@@ -26,16 +26,20 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "transports/framing/raw.hpp"
 #include "transports/framing/xbee_api.hpp"
+#include "tools/client/mqttsn_client.hpp"
 
 namespace {
 
@@ -54,11 +58,12 @@ struct options {
   bool answer_at = true;
   unsigned np = 255;
   bool raw_fe = false;  // raw: wrap each sensor's frames in forwarder encapsulation (node id)
+  bool verbose = false;  // one timestamped line per frame, both directions, on stdout
 };
 
 constexpr const char* usage =
     "Usage: mqttsn-serial-sim --udp 127.0.0.1:PORT [--link PATH] [--framing xbee-api1|xbee-api2|raw]\n"
-    "                         [--baud N] [--ap N] [--no-at] [--np N] [--raw-fe]\n"
+    "                         [--baud N] [--ap N] [--no-at] [--np N] [--raw-fe] [--verbose]\n"
     "Emulates an XBee coordinator (API mode 1 or 2) or a raw-framed serial device on a new pty and\n"
     "bridges it to UDP: every UDP peer of --udp is a sensor with its own 64-bit address.\n"
     "  --udp HOST:PORT   loopback address to listen on for MQTT-SN clients (required)\n"
@@ -68,7 +73,8 @@ constexpr const char* usage =
     "  --ap N            value to answer to AT AP (default: the framing's mode; 0 = transparent)\n"
     "  --no-at           do not answer AT commands (like a module that never replies)\n"
     "  --np N            value to answer to AT NP (default 255)\n"
-    "  --raw-fe          raw: carry each sensor in forwarder encapsulation (several per line)\n";
+    "  --raw-fe          raw: carry each sensor in forwarder encapsulation (several per line)\n"
+    "  --verbose         print every frame on the line and every datagram, with the time, in hex\n";
 
 std::optional<unsigned> number(const char* text) {
   unsigned v = 0;
@@ -134,6 +140,8 @@ options parse(int argc, char** argv) {
       o.answer_at = false;
     } else if (a == "--raw-fe") {
       o.raw_fe = true;
+    } else if (a == "--verbose") {
+      o.verbose = true;
     } else {
       die(a + ": unknown option (see --help)");
     }
@@ -191,6 +199,19 @@ class simulator {
   }
 
  private:
+  // --verbose: "12:34:56.789 what: 7E 00 ..." on stdout (the test harness keeps it as the log).
+  void trace(std::string_view what, std::span<const std::uint8_t> data) const {
+    if (!o_.verbose) return;
+    const auto now = std::chrono::system_clock::now();
+    const auto t = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    ::localtime_r(&t, &tm);
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+    std::cout << stamp << ' ' << what << " (" << data.size() << "): " << tools::to_hex(data) << '\n' << std::flush;
+  }
+
   fr::xbee_mode mode() const { return o_.f == framing::api1 ? fr::xbee_mode::api1 : fr::xbee_mode::api2; }
 
   std::uint64_t address_of(const udp::endpoint& ep) {
@@ -212,6 +233,7 @@ class simulator {
 
   void from_sensor(std::span<const std::uint8_t> frame) {
     const auto a = address_of(sender_);
+    trace("udp in from " + sender_.address().to_string() + ':' + std::to_string(sender_.port()), frame);
     if (o_.f == framing::raw) {
       last_raw_peer_ = sender_;
       if (o_.raw_fe) {
@@ -249,6 +271,9 @@ class simulator {
     if (!ep) return false;
     boost::system::error_code ec;
     socket_.send_to(asio::buffer(payload.data(), payload.size()), *ep, 0, ec);
+    trace("udp out to " + ep->address().to_string() + ':' + std::to_string(ep->port()) +
+              (ec ? " failed: " + ec.message() : std::string()),
+          payload);
     return true;
   }
 
@@ -269,6 +294,7 @@ class simulator {
         return;
       }
       bytes_to_line_ += n;
+      trace("line out", out_.front());
       out_.pop_front();
       pace_.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(n) * 10'000'000 / o_.baud));
       pace_.async_wait([this](boost::system::error_code) {
@@ -287,6 +313,7 @@ class simulator {
       }
       bytes_from_line_ += n;
       const std::span<const std::uint8_t> data(line_buffer_.data(), n);
+      trace("line in", data);
       std::vector<fr::bytes> frames;
       if (o_.f == framing::raw) {
         raw_.feed(data, frames);
@@ -311,6 +338,7 @@ class simulator {
     if (last_raw_peer_) {
       boost::system::error_code ec;
       socket_.send_to(asio::buffer(f), *last_raw_peer_, 0, ec);
+      trace("udp out to " + last_raw_peer_->address().to_string() + ':' + std::to_string(last_raw_peer_->port()), f);
     }
   }
 
