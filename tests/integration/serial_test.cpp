@@ -5,24 +5,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <ctime>
-#include <exception>
+#include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
 #include <gtest/gtest.h>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "tests/integration/gateway_process.hpp"
 #include "tests/integration/harness.hpp"
+#include "tests/integration/serial_sim.hpp"
 #include "tools/client/mqttsn_client.hpp"
-
-#ifndef MQTTSN_SERIAL_SIM_BIN
-#error "MQTTSN_SERIAL_SIM_BIN must name the simulator (tests/integration/CMakeLists.txt defines it)"
-#endif
 
 namespace {
 
@@ -30,127 +23,13 @@ using namespace std::chrono_literals;
 using mqttsn::qos;
 using mqttsn::return_code;
 
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The simulator as a child process: a pty behind a stable --link path, UDP sensors on `port`.
-class serial_sim {
- public:
-  serial_sim(const std::filesystem::path& dir, std::string framing, std::vector<std::string> extra = {})
-      : link_((dir / "xbee0").string()),
-        log_(dir / "sim.log"),
-        framing_(std::move(framing)),
-        extra_(std::move(extra)),
-        port_(itest::free_port(true)) {
-    start();
-  }
-  ~serial_sim() { unplug(); }
-  serial_sim(const serial_sim&) = delete;
-  serial_sim& operator=(const serial_sim&) = delete;
-
-  void start() {
-    // --verbose: every frame with its time, for the failure report.
-    std::vector<std::string> argv{MQTTSN_SERIAL_SIM_BIN, "--udp",  "127.0.0.1:" + std::to_string(port_),
-                                  "--link",              link_,    "--framing",
-                                  framing_,              "--baud", "115200",
-                                  "--verbose"};
-    argv.insert(argv.end(), extra_.begin(), extra_.end());
-    pid_ = itest::spawn_process(argv, log_);
-    const bool up = itest::wait_until([&] { return std::filesystem::exists(link_); }, 5s) &&
-                    itest::wait_until([&] { return read_text(log_).find("udp ") != std::string::npos; }, 5s);
-    if (!up) throw std::runtime_error("simulator did not start: " + read_text(log_));
-  }
-  // The pty vanishes as when a USB adapter is pulled: its stable name goes first (udev removes
-  // /dev/serial/by-id links with the device), then SIGKILL. A --link left dangling would be a
-  // trap: the kernel gives the freed pty number to the next pty anyone opens (another test's
-  // simulator, another developer's test run), and a gateway reopening the link would read, and
-  // steal frames from, a line that is not its own.
-  void unplug() {
-    if (pid_ <= 0) return;
-    std::error_code ec;
-    std::filesystem::remove(link_, ec);
-    itest::stop_process(pid_, 0ms);
-    pid_ = -1;
-  }
-  const std::string& link() const { return link_; }
-  std::uint16_t port() const { return port_; }
-  std::string log() const { return read_text(log_); }
-
- private:
-  std::string link_;
-  std::filesystem::path log_;
-  std::string framing_;
-  std::vector<std::string> extra_;
-  std::uint16_t port_;
-  pid_t pid_ = -1;
-};
-
-// The frames each test client sent and received, with their times: printed when a test fails.
-class client_trace {
- public:
-  void add(const std::string& who, std::string_view line) {
-    const auto now = std::chrono::system_clock::now();
-    const auto t = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    ::localtime_r(&t, &tm);
-    char stamp[32];
-    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-    const std::lock_guard lock(mutex_);
-    text_ += std::string(stamp) + ' ' + who + ": " + std::string(line) + '\n';
-  }
-  std::string text() const {
-    const std::lock_guard lock(mutex_);
-    return text_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::string text_;
-};
-
-client_trace& trace() {
-  static client_trace t;
-  return t;
-}
+using itest::read_file;
+using itest::report_on_failure;
+using itest::serial_sim;
 
 tools::client_options client_opts(const std::string& id, std::uint16_t keep_alive = 30) {
-  tools::client_options o{id, keep_alive, 2000ms, 5, {}};  // 12 s: broker connects are slow under load
-  o.debug = [id](std::string_view line) { trace().add(id, line); };
-  return o;
-}
-
-// Declared after the gateway and the simulator: when the test has failed, prints their logs and
-// the clients' frames, so that an intermittent failure can be explained from one run.
-class report_on_failure {
- public:
-  report_on_failure(const itest::gateway_process& gw, const serial_sim& sim) : gw_(gw), sim_(sim) {}
-  ~report_on_failure() {
-    // An exception on its way to gtest is a failure not recorded yet.
-    if (!::testing::Test::HasFailure() && std::uncaught_exceptions() == 0) return;
-    std::cerr << "---- gateway log\n"
-              << gw_.log() << "---- simulator log\n"
-              << sim_.log() << "---- client frames\n"
-              << trace().text() << "----\n";
-  }
-  report_on_failure(const report_on_failure&) = delete;
-  report_on_failure& operator=(const report_on_failure&) = delete;
-
- private:
-  const itest::gateway_process& gw_;
-  const serial_sim& sim_;
-};
-
-std::vector<std::string> serial_args(const serial_sim& sim, const std::string& framing,
-                                     std::vector<std::string> more = {}) {
-  std::vector<std::string> args{"--serial",      sim.link(), "--serial-framing", framing, "--serial-baud",
-                                "115200",        "--log-level", "trace"};
-  args.insert(args.end(), more.begin(), more.end());
-  return args;
+  // 12 s: broker connects are slow under load
+  return itest::traced(tools::client_options{id, keep_alive, 2000ms, 5, {}});
 }
 
 bool wait_serial_open(itest::gateway_process& gw, std::size_t times = 1) {
@@ -166,7 +45,7 @@ bool wait_serial_open(itest::gateway_process& gw, std::size_t times = 1) {
 
 // User + system CPU time of a process in clock ticks, from /proc/<pid>/stat.
 long cpu_ticks(pid_t pid) {
-  std::string text = read_text("/proc/" + std::to_string(pid) + "/stat");
+  std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
   const auto close = text.rfind(')');
   std::istringstream rest(text.substr(close + 2));
   std::string field;
@@ -184,7 +63,7 @@ void publish_and_subscribe(const std::string& framing) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), framing);
-  itest::gateway_process gw(broker.uri(), serial_args(sim, framing));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
   report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
@@ -218,7 +97,7 @@ TEST(SerialXbee, two_sensors_have_their_own_64_bit_addresses) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2");
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
   report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
@@ -256,7 +135,7 @@ TEST(SerialRaw, forwarder_encapsulation_carries_two_sensors_on_one_line) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "raw", {"--raw-fe"});
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "raw"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
   report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
@@ -280,7 +159,7 @@ TEST(SerialXbee, sleeping_client_gets_its_messages_on_wake_up) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2");
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
   report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
@@ -312,7 +191,7 @@ TEST(SerialXbee, unplug_and_replug_lose_no_qos1_message_and_do_not_busy_loop) {
   auto sim = std::make_unique<serial_sim>(dir.path(), "xbee-api2");
   // Retransmissions outlast the outage: every second, 30 times.
   itest::gateway_process gw(broker.uri(),
-                            serial_args(*sim, "xbee-api2", {"--retry-interval", "1", "--retry-count", "30"}));
+                            sim->gateway_args({"--retry-interval", "1", "--retry-count", "30"}));
   report_on_failure report(gw, *sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
@@ -368,10 +247,10 @@ TEST(SerialXbee, module_in_the_wrong_api_mode_stops_the_gateway_with_a_fix) {
   int status = 0;
   const bool exited = itest::wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 15s);
   if (!exited) itest::stop_process(pid, 0ms);
-  ASSERT_TRUE(exited) << read_text(log);
+  ASSERT_TRUE(exited) << read_file(log);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
-  const auto text = read_text(log);
+  const auto text = read_file(log);
   EXPECT_NE(text.find("is in API mode 1 (AP=1) but --serial-framing is xbee-api2: set AP=2 with XCTU"),
             std::string::npos)
       << text;
@@ -382,7 +261,7 @@ TEST(SerialXbee, module_that_never_answers_at_commands_is_a_warning_only) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2", {"--no-at"});
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
   report_on_failure report(gw, sim);
   ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("no answer to AT"); }, 10s)) << gw.log();
   tools::client c("127.0.0.1", sim.port(), client_opts("quiet-module"));
@@ -394,7 +273,7 @@ TEST(SerialXbee, frames_above_the_radio_payload_are_refused_and_counted) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2", {"--np", "60"});
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
   report_on_failure report(gw, sim);
   ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("NP=60"); }, 10s)) << gw.log();
   itest::mqtt_test_client watcher(broker);
