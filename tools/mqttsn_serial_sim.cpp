@@ -19,6 +19,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
@@ -277,26 +278,42 @@ class simulator {
     return true;
   }
 
-  // Output to the gateway, paced at 10 bits per byte of --baud.
+  // Output to the gateway, paced at 10 bits per byte of --baud. A UART shifts queued bytes out
+  // back to back, so the pacing follows a line clock (when the line finishes the bytes written so
+  // far) instead of sleeping after each frame: a timer that wakes late (a loaded machine) makes
+  // the next write larger, not the line slower. Frames queued meanwhile go out in one write, of
+  // at most ~10 ms of line time (a USB serial adapter hands bytes over in such chunks too).
   void to_line(fr::bytes wire) {
     ++frames_to_line_;
     out_.push_back(std::move(wire));
     pump();
   }
 
+  std::chrono::nanoseconds line_time(std::size_t bytes) const {
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(bytes) * 10'000'000'000LL / o_.baud);
+  }
+
   void pump() {
     if (writing_ || out_.empty()) return;
     writing_ = true;
-    asio::async_write(master_, asio::buffer(out_.front()), [this](boost::system::error_code ec, std::size_t n) {
+    const auto now = std::chrono::steady_clock::now();
+    if (line_free_ < now) line_free_ = now;  // an idle line does not bank time
+    const std::size_t chunk = std::max<std::size_t>(o_.baud / 1000, 1);  // ~10 ms of line time
+    batch_.clear();
+    while (!out_.empty() && (batch_.empty() || batch_.size() + out_.front().size() <= chunk)) {
+      trace("line out", out_.front());
+      batch_.insert(batch_.end(), out_.front().begin(), out_.front().end());
+      out_.pop_front();
+    }
+    asio::async_write(master_, asio::buffer(batch_), [this](boost::system::error_code ec, std::size_t n) {
       if (ec) {
         std::cerr << "mqttsn-serial-sim: write: " << ec.message() << '\n';
         io_.stop();
         return;
       }
       bytes_to_line_ += n;
-      trace("line out", out_.front());
-      out_.pop_front();
-      pace_.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(n) * 10'000'000 / o_.baud));
+      line_free_ += line_time(n);
+      pace_.expires_at(line_free_);
       pace_.async_wait([this](boost::system::error_code) {
         writing_ = false;
         pump();
@@ -406,6 +423,8 @@ class simulator {
   std::array<std::uint8_t, 65536> udp_buffer_{};
   std::array<std::uint8_t, 4096> line_buffer_{};
   std::deque<fr::bytes> out_;
+  fr::bytes batch_;  // what is being written
+  std::chrono::steady_clock::time_point line_free_{};  // when the line has sent all written so far
   bool writing_ = false;
   std::map<std::uint64_t, udp::endpoint> peers_;
   std::uint64_t frames_to_line_ = 0, bytes_to_line_ = 0, frames_from_line_ = 0, bytes_from_line_ = 0;
