@@ -30,6 +30,7 @@
 #include <ctime>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -75,7 +76,8 @@ constexpr const char* usage =
     "  --no-at           do not answer AT commands (like a module that never replies)\n"
     "  --np N            value to answer to AT NP (default 255)\n"
     "  --raw-fe          raw: carry each sensor in forwarder encapsulation (several per line)\n"
-    "  --verbose         print every frame on the line and every datagram, with the time, in hex\n";
+    "  --verbose         print every frame on the line and every datagram, with the time, in hex\n"
+    "SIGUSR1 (XBee framings): the radio reboots: modem status 0x8A 00 (hardware reset), then 06.\n";
 
 std::optional<unsigned> number(const char* text) {
   unsigned v = 0;
@@ -192,6 +194,15 @@ class simulator {
   void start() {
     read_line();
     read_udp();
+  }
+
+  // SIGUSR1 (XBee framings): the radio "reboots", as after a brown-out: modem status 0x8A 00
+  // (hardware reset), then 0x8A 06 (coordinator started).
+  void reboot() {
+    if (o_.f == framing::raw) return;
+    for (const std::uint8_t status : {fr::xbee_modem_hardware_reset, fr::xbee_modem_coordinator_started}) {
+      to_line(fr::encode_frame(fr::bytes{fr::xbee_type::modem_status, status}, mode()));
+    }
   }
 
   void report() const {
@@ -435,14 +446,24 @@ class simulator {
 int main(int argc, char** argv) {
   const auto o = parse(argc, argv);
   asio::io_context io(1);
+  // Signals first: the simulator says it is ready ("udp ...") as soon as it is constructed.
   std::optional<simulator> sim;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
+  asio::signal_set reboots(io, SIGUSR1);
+  std::function<void()> on_reboot = [&] {
+    reboots.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      sim->reboot();
+      on_reboot();
+    });
+  };
+  on_reboot();
   try {
     sim.emplace(io, o);
   } catch (const std::exception& e) {
     die(std::string("--udp: ") + e.what());
   }
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
   sim->start();
   io.run();
   sim->report();

@@ -1,5 +1,7 @@
 #include "tests/integration/serial_sim.hpp"
 
+#include <signal.h>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -92,6 +94,10 @@ void serial_sim::unplug() {
   std::filesystem::remove(link_, ec);
   stop_process(pid_, std::chrono::milliseconds(0));
   pid_ = -1;
+}
+
+void serial_sim::reboot() {
+  if (pid_ > 0) ::kill(pid_, SIGUSR1);
 }
 
 std::string serial_sim::log() const { return read_file(log_); }

@@ -30,6 +30,8 @@ class serial_sim {
   void start();
   // The pty vanishes as when a USB adapter is pulled: its link goes first, then SIGKILL.
   void unplug();
+  // The emulated XBee reboots: modem status "hardware reset", then "coordinator started".
+  void reboot();
 
   const std::string& link() const noexcept { return link_; }
   const std::string& framing() const noexcept { return framing_; }

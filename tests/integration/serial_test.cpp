@@ -289,4 +289,63 @@ TEST(SerialXbee, frames_above_the_radio_payload_are_refused_and_counted) {
   c.disconnect();
 }
 
+// 0x8A: a radio that reset (brown-out, watchdog) has forgotten what the gateway asked it at
+// start-up and sends no 0x8B for what it had queued: the gateway logs it and asks again; the
+// sessions carry on.
+TEST(SerialXbee, a_radio_that_reboots_is_queried_again_and_sessions_carry_on) {
+  itest::mosquitto_broker broker;
+  itest::temp_dir dir("mqttsn-serial");
+  serial_sim sim(dir.path(), "xbee-api2");
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
+  const auto queried = [&] {
+    const auto log = gw.log();
+    std::size_t n = 0;
+    for (auto at = log.find("coordinator address"); at != std::string::npos; at = log.find("coordinator address", at + 1)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(itest::wait_until([&] { return queried() == 1; }, 10s)) << gw.log();
+  itest::mqtt_test_client watcher(broker);
+  ASSERT_TRUE(watcher.subscribe("reboot/#", 1));
+  tools::client c("127.0.0.1", sim.port(), client_opts("survivor"));
+  ASSERT_EQ(c.connect(), return_code::accepted);
+
+  sim.reboot();
+  ASSERT_TRUE(itest::wait_until([&] { return queried() == 2; }, 10s)) << gw.log();
+  EXPECT_TRUE(gw.log_contains("XBee modem status 0x00: hardware reset"));
+  EXPECT_TRUE(gw.log_contains("XBee modem status 0x06: coordinator started"));
+  EXPECT_EQ(c.publish(tools::topic_name{"reboot/up"}, "still here", qos::at_least_once), return_code::accepted);
+  const auto m = watcher.wait_message("reboot/up", 10s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "still here");
+  c.disconnect();
+}
+
+// 0x8B with a failure: logged with the frame's destination and the radio's reason, counted. Here
+// the module never answered NP, so the gateway did not know its payload limit and the radio
+// refused the frame itself (0x74, payload too large).
+TEST(SerialXbee, failed_transmit_statuses_are_logged_with_the_reason) {
+  itest::mosquitto_broker broker;
+  itest::temp_dir dir("mqttsn-serial");
+  serial_sim sim(dir.path(), "xbee-api2", {"--no-at", "--np", "60"});
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
+  ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("no answer to AT"); }, 10s)) << gw.log();
+  itest::mqtt_test_client watcher(broker);
+  tools::client c("127.0.0.1", sim.port(), client_opts("far-away"));
+  ASSERT_EQ(c.connect(), return_code::accepted);
+  EXPECT_EQ(c.subscribe(tools::topic_name{"tx/down"}, qos::at_most_once).rc, return_code::accepted);
+  ASSERT_TRUE(watcher.publish("tx/down", std::string(100, 'x'), 0));
+  ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("failed: payload too large (0x74"); }, 10s))
+      << gw.log();
+  EXPECT_TRUE(gw.log_contains(" to serial0/0013A200")) << gw.log();
+  ASSERT_TRUE(watcher.publish("tx/down", "small", 0));
+  const auto m = c.receive(10s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(std::string(m->payload.begin(), m->payload.end()), "small");
+  c.disconnect();
+  gw.stop();
+  EXPECT_TRUE(gw.log_contains("tx_status_failed=1")) << gw.log();
+}
+
 }  // namespace
