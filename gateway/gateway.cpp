@@ -35,6 +35,13 @@ const char* event_name(mqttsn::event e) {
   return "?";
 }
 
+// "0C 04 ..." for trace lines.
+std::string hex_of(std::span<const std::uint8_t> frame) {
+  std::string hex;
+  for (auto b : frame) hex += fmt::format("{:02X} ", b);
+  return hex;
+}
+
 }  // namespace
 
 std::string forwarded_endpoint(const std::string& forwarder, std::span<const std::uint8_t> node_id) {
@@ -111,6 +118,7 @@ transports::transport* gateway::transport_for(const std::string& endpoint) const
 
 void gateway::on_frame(const std::string& from, std::span<const std::uint8_t> frame) {
   if (stopped_) return;
+  if (spdlog::should_log(spdlog::level::trace)) spdlog::trace("<- {}: {}", from, hex_of(frame));
   // Forwarder encapsulation: unwrap here, so the core sees the wireless node as the client.
   if (frame.size() >= 2 && frame[0] != 0x01 && frame[1] == static_cast<std::uint8_t>(mqttsn::msg_type::encapsulated)) {
     auto decoded = mqttsn::decode(frame);
@@ -181,11 +189,7 @@ void gateway::execute() {
 }
 
 void gateway::send(const std::string& to, std::span<const std::uint8_t> frame) {
-  if (spdlog::should_log(spdlog::level::trace)) {
-    std::string hex;
-    for (auto b : frame) hex += fmt::format("{:02X} ", b);
-    spdlog::trace("-> {}: {}", to, hex);
-  }
+  if (spdlog::should_log(spdlog::level::trace)) spdlog::trace("-> {}: {}", to, hex_of(frame));
   if (auto fwd = split_forwarded(to)) {
     const auto wrapped = mqttsn::encode(mqttsn::encapsulated{0, std::move(fwd->second), mqttsn::bytes(frame.begin(), frame.end())});
     if (auto* t = transport_for(fwd->first)) t->send(fwd->first, wrapped);

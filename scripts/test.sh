@@ -37,14 +37,14 @@ done_step deps
 
 section "2/5 build (build/) and test suite"
 bash scripts/build.sh build
-ctest --test-dir build --output-on-failure --no-tests=error -j "$jobs" -LE 'serial|soak'
+ctest --test-dir build --output-on-failure --no-tests=error -j "$jobs" -LE soak
 done_step tests
 
 section "3/5 ASan + UBSan build (build-asan/) and test suite"
 bash scripts/build.sh build-asan -DMQTTSN_SANITIZE=ON
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-  ctest --test-dir build-asan --output-on-failure --no-tests=error -j "$jobs" -LE 'serial|soak'
+  ctest --test-dir build-asan --output-on-failure --no-tests=error -j "$jobs" -LE soak
 done_step sanitizers
 
 section "4/5 fuzz smoke (${FUZZ_SECONDS:-20}s per fuzzer)"

@@ -19,6 +19,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
@@ -26,16 +27,21 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "transports/framing/raw.hpp"
 #include "transports/framing/xbee_api.hpp"
+#include "tools/client/mqttsn_client.hpp"
 
 namespace {
 
@@ -54,11 +60,12 @@ struct options {
   bool answer_at = true;
   unsigned np = 255;
   bool raw_fe = false;  // raw: wrap each sensor's frames in forwarder encapsulation (node id)
+  bool verbose = false;  // one timestamped line per frame, both directions, on stdout
 };
 
 constexpr const char* usage =
     "Usage: mqttsn-serial-sim --udp 127.0.0.1:PORT [--link PATH] [--framing xbee-api1|xbee-api2|raw]\n"
-    "                         [--baud N] [--ap N] [--no-at] [--np N] [--raw-fe]\n"
+    "                         [--baud N] [--ap N] [--no-at] [--np N] [--raw-fe] [--verbose]\n"
     "Emulates an XBee coordinator (API mode 1 or 2) or a raw-framed serial device on a new pty and\n"
     "bridges it to UDP: every UDP peer of --udp is a sensor with its own 64-bit address.\n"
     "  --udp HOST:PORT   loopback address to listen on for MQTT-SN clients (required)\n"
@@ -68,7 +75,9 @@ constexpr const char* usage =
     "  --ap N            value to answer to AT AP (default: the framing's mode; 0 = transparent)\n"
     "  --no-at           do not answer AT commands (like a module that never replies)\n"
     "  --np N            value to answer to AT NP (default 255)\n"
-    "  --raw-fe          raw: carry each sensor in forwarder encapsulation (several per line)\n";
+    "  --raw-fe          raw: carry each sensor in forwarder encapsulation (several per line)\n"
+    "  --verbose         print every frame on the line and every datagram, with the time, in hex\n"
+    "SIGUSR1 (XBee framings): the radio reboots: modem status 0x8A 00 (hardware reset), then 06.\n";
 
 std::optional<unsigned> number(const char* text) {
   unsigned v = 0;
@@ -134,6 +143,8 @@ options parse(int argc, char** argv) {
       o.answer_at = false;
     } else if (a == "--raw-fe") {
       o.raw_fe = true;
+    } else if (a == "--verbose") {
+      o.verbose = true;
     } else {
       die(a + ": unknown option (see --help)");
     }
@@ -185,12 +196,34 @@ class simulator {
     read_udp();
   }
 
+  // SIGUSR1 (XBee framings): the radio "reboots", as after a brown-out: modem status 0x8A 00
+  // (hardware reset), then 0x8A 06 (coordinator started).
+  void reboot() {
+    if (o_.f == framing::raw) return;
+    for (const std::uint8_t status : {fr::xbee_modem_hardware_reset, fr::xbee_modem_coordinator_started}) {
+      to_line(fr::encode_frame(fr::bytes{fr::xbee_type::modem_status, status}, mode()));
+    }
+  }
+
   void report() const {
     std::cerr << "mqttsn-serial-sim: to gateway " << frames_to_line_ << " frames " << bytes_to_line_
               << " bytes; from gateway " << frames_from_line_ << " frames " << bytes_from_line_ << " bytes\n";
   }
 
  private:
+  // --verbose: "12:34:56.789 what: 7E 00 ..." on stdout (the test harness keeps it as the log).
+  void trace(std::string_view what, std::span<const std::uint8_t> data) const {
+    if (!o_.verbose) return;
+    const auto now = std::chrono::system_clock::now();
+    const auto t = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    ::localtime_r(&t, &tm);
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+    std::cout << stamp << ' ' << what << " (" << data.size() << "): " << tools::to_hex(data) << '\n' << std::flush;
+  }
+
   fr::xbee_mode mode() const { return o_.f == framing::api1 ? fr::xbee_mode::api1 : fr::xbee_mode::api2; }
 
   std::uint64_t address_of(const udp::endpoint& ep) {
@@ -212,6 +245,7 @@ class simulator {
 
   void from_sensor(std::span<const std::uint8_t> frame) {
     const auto a = address_of(sender_);
+    trace("udp in from " + sender_.address().to_string() + ':' + std::to_string(sender_.port()), frame);
     if (o_.f == framing::raw) {
       last_raw_peer_ = sender_;
       if (o_.raw_fe) {
@@ -249,28 +283,48 @@ class simulator {
     if (!ep) return false;
     boost::system::error_code ec;
     socket_.send_to(asio::buffer(payload.data(), payload.size()), *ep, 0, ec);
+    trace("udp out to " + ep->address().to_string() + ':' + std::to_string(ep->port()) +
+              (ec ? " failed: " + ec.message() : std::string()),
+          payload);
     return true;
   }
 
-  // Output to the gateway, paced at 10 bits per byte of --baud.
+  // Output to the gateway, paced at 10 bits per byte of --baud. A UART shifts queued bytes out
+  // back to back, so the pacing follows a line clock (when the line finishes the bytes written so
+  // far) instead of sleeping after each frame: a timer that wakes late (a loaded machine) makes
+  // the next write larger, not the line slower. Frames queued meanwhile go out in one write, of
+  // at most ~10 ms of line time (a USB serial adapter hands bytes over in such chunks too).
   void to_line(fr::bytes wire) {
     ++frames_to_line_;
     out_.push_back(std::move(wire));
     pump();
   }
 
+  std::chrono::nanoseconds line_time(std::size_t bytes) const {
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(bytes) * 10'000'000'000LL / o_.baud);
+  }
+
   void pump() {
     if (writing_ || out_.empty()) return;
     writing_ = true;
-    asio::async_write(master_, asio::buffer(out_.front()), [this](boost::system::error_code ec, std::size_t n) {
+    const auto now = std::chrono::steady_clock::now();
+    if (line_free_ < now) line_free_ = now;  // an idle line does not bank time
+    const std::size_t chunk = std::max<std::size_t>(o_.baud / 1000, 1);  // ~10 ms of line time
+    batch_.clear();
+    while (!out_.empty() && (batch_.empty() || batch_.size() + out_.front().size() <= chunk)) {
+      trace("line out", out_.front());
+      batch_.insert(batch_.end(), out_.front().begin(), out_.front().end());
+      out_.pop_front();
+    }
+    asio::async_write(master_, asio::buffer(batch_), [this](boost::system::error_code ec, std::size_t n) {
       if (ec) {
         std::cerr << "mqttsn-serial-sim: write: " << ec.message() << '\n';
         io_.stop();
         return;
       }
       bytes_to_line_ += n;
-      out_.pop_front();
-      pace_.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(n) * 10'000'000 / o_.baud));
+      line_free_ += line_time(n);
+      pace_.expires_at(line_free_);
       pace_.async_wait([this](boost::system::error_code) {
         writing_ = false;
         pump();
@@ -287,6 +341,7 @@ class simulator {
       }
       bytes_from_line_ += n;
       const std::span<const std::uint8_t> data(line_buffer_.data(), n);
+      trace("line in", data);
       std::vector<fr::bytes> frames;
       if (o_.f == framing::raw) {
         raw_.feed(data, frames);
@@ -311,6 +366,7 @@ class simulator {
     if (last_raw_peer_) {
       boost::system::error_code ec;
       socket_.send_to(asio::buffer(f), *last_raw_peer_, 0, ec);
+      trace("udp out to " + last_raw_peer_->address().to_string() + ':' + std::to_string(last_raw_peer_->port()), f);
     }
   }
 
@@ -378,6 +434,8 @@ class simulator {
   std::array<std::uint8_t, 65536> udp_buffer_{};
   std::array<std::uint8_t, 4096> line_buffer_{};
   std::deque<fr::bytes> out_;
+  fr::bytes batch_;  // what is being written
+  std::chrono::steady_clock::time_point line_free_{};  // when the line has sent all written so far
   bool writing_ = false;
   std::map<std::uint64_t, udp::endpoint> peers_;
   std::uint64_t frames_to_line_ = 0, bytes_to_line_ = 0, frames_from_line_ = 0, bytes_from_line_ = 0;
@@ -388,14 +446,24 @@ class simulator {
 int main(int argc, char** argv) {
   const auto o = parse(argc, argv);
   asio::io_context io(1);
+  // Signals first: the simulator says it is ready ("udp ...") as soon as it is constructed.
   std::optional<simulator> sim;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
+  asio::signal_set reboots(io, SIGUSR1);
+  std::function<void()> on_reboot = [&] {
+    reboots.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      sim->reboot();
+      on_reboot();
+    });
+  };
+  on_reboot();
   try {
     sim.emplace(io, o);
   } catch (const std::exception& e) {
     die(std::string("--udp: ") + e.what());
   }
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
   sim->start();
   io.run();
   sim->report();

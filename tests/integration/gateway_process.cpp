@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
@@ -59,12 +58,7 @@ gateway_process::~gateway_process() {
   if (pid_ > 0) stop(std::chrono::seconds(5));
 }
 
-std::string gateway_process::log() const {
-  std::ifstream in(log_path_);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+std::string gateway_process::log() const { return read_file(log_path_); }
 
 std::map<std::string, std::uint64_t> gateway_process::stats() {
   if (pid_ <= 0) throw std::runtime_error("gateway is not running");

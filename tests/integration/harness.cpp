@@ -192,12 +192,6 @@ int run(const std::vector<std::string>& argv, const std::filesystem::path& log) 
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::string current_user() {
   if (const passwd* pw = ::getpwuid(::geteuid()); pw && pw->pw_name) return pw->pw_name;
@@ -310,6 +304,13 @@ std::string mosquitto_broker::uri() const { return "tcp://127.0.0.1:" + std::to_
 
 std::string mosquitto_broker::tls_uri(const std::string& host) const {
   return "ssl://" + host + ":" + std::to_string(tls_port_);
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 std::string mosquitto_broker::log() const { return read_file(dir_.path() / "mosquitto.log"); }

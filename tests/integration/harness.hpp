@@ -55,6 +55,9 @@ pid_t spawn_process(const std::vector<std::string>& argv, const std::filesystem:
 // Returns the status as waitpid() reports it (-1 for pid <= 0).
 int stop_process(pid_t pid, std::chrono::milliseconds grace = 5s);
 
+// The whole file as text; empty when it cannot be read.
+std::string read_file(const std::filesystem::path& p);
+
 // A directory under $TMPDIR (or /tmp), removed with everything in it by the destructor.
 class temp_dir {
  public:

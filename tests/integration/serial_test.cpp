@@ -5,8 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <gtest/gtest.h>
 #include <sstream>
 #include <string>
@@ -14,11 +14,8 @@
 
 #include "tests/integration/gateway_process.hpp"
 #include "tests/integration/harness.hpp"
+#include "tests/integration/serial_sim.hpp"
 #include "tools/client/mqttsn_client.hpp"
-
-#ifndef MQTTSN_SERIAL_SIM_BIN
-#error "MQTTSN_SERIAL_SIM_BIN must name the simulator (tests/integration/CMakeLists.txt defines it)"
-#endif
 
 namespace {
 
@@ -26,65 +23,13 @@ using namespace std::chrono_literals;
 using mqttsn::qos;
 using mqttsn::return_code;
 
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The simulator as a child process: a pty behind a stable --link path, UDP sensors on `port`.
-class serial_sim {
- public:
-  serial_sim(const std::filesystem::path& dir, std::string framing, std::vector<std::string> extra = {})
-      : link_((dir / "xbee0").string()),
-        log_(dir / "sim.log"),
-        framing_(std::move(framing)),
-        extra_(std::move(extra)),
-        port_(itest::free_port(true)) {
-    start();
-  }
-  ~serial_sim() { unplug(); }
-  serial_sim(const serial_sim&) = delete;
-  serial_sim& operator=(const serial_sim&) = delete;
-
-  void start() {
-    std::vector<std::string> argv{MQTTSN_SERIAL_SIM_BIN, "--udp",     "127.0.0.1:" + std::to_string(port_),
-                                  "--link",              link_,       "--framing",
-                                  framing_,              "--baud",    "115200"};
-    argv.insert(argv.end(), extra_.begin(), extra_.end());
-    pid_ = itest::spawn_process(argv, log_);
-    const bool up = itest::wait_until([&] { return std::filesystem::exists(link_); }, 5s) &&
-                    itest::wait_until([&] { return read_text(log_).find("udp ") != std::string::npos; }, 5s);
-    if (!up) throw std::runtime_error("simulator did not start: " + read_text(log_));
-  }
-  // SIGKILL: the pty vanishes as when a USB adapter is pulled (the --link stays, dangling).
-  void unplug() {
-    if (pid_ > 0) itest::stop_process(pid_, 0ms);
-    pid_ = -1;
-  }
-  const std::string& link() const { return link_; }
-  std::uint16_t port() const { return port_; }
-  std::string log() const { return read_text(log_); }
-
- private:
-  std::string link_;
-  std::filesystem::path log_;
-  std::string framing_;
-  std::vector<std::string> extra_;
-  std::uint16_t port_;
-  pid_t pid_ = -1;
-};
+using itest::read_file;
+using itest::report_on_failure;
+using itest::serial_sim;
 
 tools::client_options client_opts(const std::string& id, std::uint16_t keep_alive = 30) {
-  return tools::client_options{id, keep_alive, 2000ms, 5, {}};  // 12 s: broker connects are slow under load
-}
-
-std::vector<std::string> serial_args(const serial_sim& sim, const std::string& framing,
-                                     std::vector<std::string> more = {}) {
-  std::vector<std::string> args{"--serial", sim.link(), "--serial-framing", framing, "--serial-baud", "115200"};
-  args.insert(args.end(), more.begin(), more.end());
-  return args;
+  // 12 s: broker connects are slow under load
+  return itest::traced(tools::client_options{id, keep_alive, 2000ms, 5, {}});
 }
 
 bool wait_serial_open(itest::gateway_process& gw, std::size_t times = 1) {
@@ -100,7 +45,7 @@ bool wait_serial_open(itest::gateway_process& gw, std::size_t times = 1) {
 
 // User + system CPU time of a process in clock ticks, from /proc/<pid>/stat.
 long cpu_ticks(pid_t pid) {
-  std::string text = read_text("/proc/" + std::to_string(pid) + "/stat");
+  std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
   const auto close = text.rfind(')');
   std::istringstream rest(text.substr(close + 2));
   std::string field;
@@ -118,7 +63,8 @@ void publish_and_subscribe(const std::string& framing) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), framing);
-  itest::gateway_process gw(broker.uri(), serial_args(sim, framing));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
   ASSERT_TRUE(watcher.subscribe("serial/#", 2));
@@ -151,7 +97,8 @@ TEST(SerialXbee, two_sensors_have_their_own_64_bit_addresses) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2");
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
 
@@ -188,7 +135,8 @@ TEST(SerialRaw, forwarder_encapsulation_carries_two_sensors_on_one_line) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "raw", {"--raw-fe"});
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "raw"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
   ASSERT_TRUE(watcher.subscribe("fe/#", 1));
@@ -211,7 +159,8 @@ TEST(SerialXbee, sleeping_client_gets_its_messages_on_wake_up) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2");
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
 
@@ -242,7 +191,8 @@ TEST(SerialXbee, unplug_and_replug_lose_no_qos1_message_and_do_not_busy_loop) {
   auto sim = std::make_unique<serial_sim>(dir.path(), "xbee-api2");
   // Retransmissions outlast the outage: every second, 30 times.
   itest::gateway_process gw(broker.uri(),
-                            serial_args(*sim, "xbee-api2", {"--retry-interval", "1", "--retry-count", "30"}));
+                            sim->gateway_args({"--retry-interval", "1", "--retry-count", "30"}));
+  report_on_failure report(gw, *sim);
   ASSERT_TRUE(wait_serial_open(gw)) << gw.log();
   itest::mqtt_test_client watcher(broker);
   ASSERT_TRUE(watcher.subscribe("plug/#", 1));
@@ -297,10 +247,10 @@ TEST(SerialXbee, module_in_the_wrong_api_mode_stops_the_gateway_with_a_fix) {
   int status = 0;
   const bool exited = itest::wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 15s);
   if (!exited) itest::stop_process(pid, 0ms);
-  ASSERT_TRUE(exited) << read_text(log);
+  ASSERT_TRUE(exited) << read_file(log);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
-  const auto text = read_text(log);
+  const auto text = read_file(log);
   EXPECT_NE(text.find("is in API mode 1 (AP=1) but --serial-framing is xbee-api2: set AP=2 with XCTU"),
             std::string::npos)
       << text;
@@ -311,7 +261,8 @@ TEST(SerialXbee, module_that_never_answers_at_commands_is_a_warning_only) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2", {"--no-at"});
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
   ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("no answer to AT"); }, 10s)) << gw.log();
   tools::client c("127.0.0.1", sim.port(), client_opts("quiet-module"));
   EXPECT_EQ(c.connect(), return_code::accepted);
@@ -322,7 +273,8 @@ TEST(SerialXbee, frames_above_the_radio_payload_are_refused_and_counted) {
   itest::mosquitto_broker broker;
   itest::temp_dir dir("mqttsn-serial");
   serial_sim sim(dir.path(), "xbee-api2", {"--np", "60"});
-  itest::gateway_process gw(broker.uri(), serial_args(sim, "xbee-api2"));
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
   ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("NP=60"); }, 10s)) << gw.log();
   itest::mqtt_test_client watcher(broker);
   tools::client c("127.0.0.1", sim.port(), client_opts("small-radio"));
@@ -335,6 +287,65 @@ TEST(SerialXbee, frames_above_the_radio_payload_are_refused_and_counted) {
   EXPECT_EQ(std::string(m->payload.begin(), m->payload.end()), "small");
   EXPECT_TRUE(gw.log_contains("refused a")) << gw.log();
   c.disconnect();
+}
+
+// 0x8A: a radio that reset (brown-out, watchdog) has forgotten what the gateway asked it at
+// start-up and sends no 0x8B for what it had queued: the gateway logs it and asks again; the
+// sessions carry on.
+TEST(SerialXbee, a_radio_that_reboots_is_queried_again_and_sessions_carry_on) {
+  itest::mosquitto_broker broker;
+  itest::temp_dir dir("mqttsn-serial");
+  serial_sim sim(dir.path(), "xbee-api2");
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
+  const auto queried = [&] {
+    const auto log = gw.log();
+    std::size_t n = 0;
+    for (auto at = log.find("coordinator address"); at != std::string::npos; at = log.find("coordinator address", at + 1)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(itest::wait_until([&] { return queried() == 1; }, 10s)) << gw.log();
+  itest::mqtt_test_client watcher(broker);
+  ASSERT_TRUE(watcher.subscribe("reboot/#", 1));
+  tools::client c("127.0.0.1", sim.port(), client_opts("survivor"));
+  ASSERT_EQ(c.connect(), return_code::accepted);
+
+  sim.reboot();
+  ASSERT_TRUE(itest::wait_until([&] { return queried() == 2; }, 10s)) << gw.log();
+  EXPECT_TRUE(gw.log_contains("XBee modem status 0x00: hardware reset"));
+  EXPECT_TRUE(gw.log_contains("XBee modem status 0x06: coordinator started"));
+  EXPECT_EQ(c.publish(tools::topic_name{"reboot/up"}, "still here", qos::at_least_once), return_code::accepted);
+  const auto m = watcher.wait_message("reboot/up", 10s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "still here");
+  c.disconnect();
+}
+
+// 0x8B with a failure: logged with the frame's destination and the radio's reason, counted. Here
+// the module never answered NP, so the gateway did not know its payload limit and the radio
+// refused the frame itself (0x74, payload too large).
+TEST(SerialXbee, failed_transmit_statuses_are_logged_with_the_reason) {
+  itest::mosquitto_broker broker;
+  itest::temp_dir dir("mqttsn-serial");
+  serial_sim sim(dir.path(), "xbee-api2", {"--no-at", "--np", "60"});
+  itest::gateway_process gw(broker.uri(), sim.gateway_args());
+  report_on_failure report(gw, sim);
+  ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("no answer to AT"); }, 10s)) << gw.log();
+  itest::mqtt_test_client watcher(broker);
+  tools::client c("127.0.0.1", sim.port(), client_opts("far-away"));
+  ASSERT_EQ(c.connect(), return_code::accepted);
+  EXPECT_EQ(c.subscribe(tools::topic_name{"tx/down"}, qos::at_most_once).rc, return_code::accepted);
+  ASSERT_TRUE(watcher.publish("tx/down", std::string(100, 'x'), 0));
+  ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains("failed: payload too large (0x74"); }, 10s))
+      << gw.log();
+  EXPECT_TRUE(gw.log_contains(" to serial0/0013A200")) << gw.log();
+  ASSERT_TRUE(watcher.publish("tx/down", "small", 0));
+  const auto m = c.receive(10s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(std::string(m->payload.begin(), m->payload.end()), "small");
+  c.disconnect();
+  gw.stop();
+  EXPECT_TRUE(gw.log_contains("tx_status_failed=1")) << gw.log();
 }
 
 }  // namespace
