@@ -87,6 +87,9 @@ struct paho_settings {
   bool gateway_clean_session = true;
   std::chrono::milliseconds disconnect_timeout{
       1'000};  // DISCONNECT waits this long for in-flight acks
+  // Publishes Paho may hold per connection before its send thread writes them. Paho's default
+  // (100) refused QoS 0 publishes of the shared aggregating connection during bursts.
+  int max_queued_publishes = 10'000;
 };
 
 // Read on the io thread (or after stop()).
