@@ -457,6 +457,12 @@ const std::vector<key_info>& keys() {
        [](config& c, const std::string& w, const std::string& v) {
          c.max_frame_size = static_cast<std::size_t>(parse_unsigned(w, v, 16, 65535));
        }},
+      {"udp-receive-buffer", "UDP transport", "BYTES",
+       "kernel receive buffer of each UDP socket (4096..1073741824; capped by net.core.rmem_max)",
+       key_kind::single, [](const config& c) { return std::to_string(c.udp_receive_buffer); },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.udp_receive_buffer = static_cast<std::size_t>(parse_unsigned(w, v, 4096, 1073741824));
+       }},
 
       // Serial transport
       {"serial", "Serial transport", "DEVICE",

@@ -48,6 +48,9 @@ struct config {
   std::size_t max_clients = 1000;
   std::size_t sleep_buffer = 100;  // messages queued per client (asleep or not)
   std::size_t max_frame_size = 1024;
+  // SO_RCVBUF of each UDP socket: datagrams that arrive while the gateway thread is busy or
+  // descheduled wait here; beyond it the kernel drops them (the kernel caps it at net.core.rmem_max).
+  std::size_t udp_receive_buffer = 4 * 1024 * 1024;
   // Serial transport: off while `serial` (the device path) is empty.
   std::string serial;
   unsigned serial_baud = 9600;

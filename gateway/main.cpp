@@ -165,6 +165,7 @@ int main(int argc, char* argv[]) {
     options.host = cfg.udp[i].host;
     options.port = cfg.udp[i].port;
     options.max_frame_size = cfg.max_frame_size;
+    options.receive_buffer = cfg.udp_receive_buffer;
     // The multicast group (if any) is served by the first listener of the same address family.
     if (cfg.multicast && i == 0) options.multicast = std::make_pair(cfg.multicast->host, cfg.multicast->port);
     try {

@@ -370,8 +370,10 @@ std::shared_ptr<paho_upstream::link> paho_upstream::make_link(const std::string&
   const std::string& mqtt_id = gateway_level ? settings_.gateway_client_id : client_id;
   auto client = std::make_shared<paho_client>(io_, l, l->generation);
   // No persistence (nullptr): Paho keeps in-flight messages in memory only.
+  mqtt::create_options create(MQTTVERSION_3_1_1);
+  create.set_max_buffered_messages(settings_.max_queued_publishes);
   client->cli = std::make_unique<mqtt::async_client>(
-      settings_.broker, mqtt_id, static_cast<mqtt::iclient_persistence*>(nullptr));
+      settings_.broker, mqtt_id, create, static_cast<mqtt::iclient_persistence*>(nullptr));
   std::weak_ptr<link> w = l;
   const auto gen = l->generation;
   auto* io = &io_;

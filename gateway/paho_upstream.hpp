@@ -113,6 +113,9 @@ struct paho_settings {
   std::optional<broker_login> login;
   // Transparent mode: a client's own login, by MQTT-SN client id.
   std::map<std::string, broker_login, std::less<>> client_logins;
+  // Publishes Paho may hold per connection before its send thread writes them. Paho's default
+  // (100) refused QoS 0 publishes of the shared aggregating connection during bursts.
+  int max_queued_publishes = 10'000;
 };
 
 // Read on the io thread (or after stop()).

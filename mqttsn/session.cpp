@@ -147,7 +147,7 @@ void session::on_willtopic(const willtopic& m, time_point now, actions& out) {
     end_if_clean(out);
     return;
   }
-  pending_will_ = will_message{m.topic, {}, m.will_qos, m.retain};
+  pending_will_ = std::make_unique<will_message>(will_message{m.topic, {}, m.will_qos, m.retain});
   phase_ = connect_phase::will_msg;
   phase_retries_ = 0;
   phase_deadline_ = now + config_.retry_interval;
@@ -155,9 +155,10 @@ void session::on_willtopic(const willtopic& m, time_point now, actions& out) {
 }
 
 void session::on_willmsg(const willmsg& m, time_point now, actions& out) {
-  pending_will_.payload = m.message;
-  will_ = std::move(pending_will_);
-  pending_will_ = {};
+  if (!pending_will_) pending_will_ = std::make_unique<will_message>();
+  pending_will_->payload = m.message;
+  will_ = std::move(*pending_will_);
+  pending_will_.reset();
   start_upstream_connect(now, out);
 }
 

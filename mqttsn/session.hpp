@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <map>
 #include <optional>
 #include <string>
@@ -317,7 +318,8 @@ class session {
   unsigned phase_retries_ = 0;
 
   std::optional<will_message> will_;
-  will_message pending_will_;  // will topic received, waiting for WILLMSG
+  // Will topic received, waiting for WILLMSG; boxed: only a session in its will handshake has one.
+  std::unique_ptr<will_message> pending_will_;
 
   topic_table topics_;
   std::vector<subscription> subscriptions_;

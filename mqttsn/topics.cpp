@@ -2,6 +2,8 @@
 // table and the per-client normal id table. Pure; touches no I/O and no other module's state.
 #include "mqttsn/topics.hpp"
 
+#include <algorithm>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -180,47 +182,65 @@ void predefined_topics::clear() noexcept {
   by_name_.clear();
 }
 
+// Ids are handed out densely from 1 and only clear() removes entries, so entry id-1 is at index
+// id-1; the name index is the ids sorted by name (binary search). Per topic that is one entry and
+// two bytes, instead of two hash nodes, two bucket arrays and a second copy of the name: the
+// table is paid for by every session (RSS per idle client).
 std::optional<topic_id> topic_table::assign(std::string_view name) {
-  if (const auto existing = id(name)) return existing;
+  const auto at = std::lower_bound(by_name_.begin(), by_name_.end(), name,
+                                   [this](topic_id id, std::string_view n) { return by_id_[id - 1U].name < n; });
+  if (at != by_name_.end() && by_id_[*at - 1U].name == name) return *at;
   // next_id_ only grows, so 0xFFFF doubles as "id space exhausted" and ids are never reused.
   if (by_id_.size() >= max_topics_ || next_id_ == reserved_topic_id_high) return std::nullopt;
   const topic_id assigned = next_id_;
-  insert_both(by_id_, by_name_, assigned, entry{std::string(name), client_knows::no},
-              std::string(name));
+  const auto index = at - by_name_.begin();
+  by_id_.push_back(entry{std::string(name), client_knows::no});
+  try {
+    by_name_.insert(by_name_.begin() + index, assigned);
+  } catch (...) {  // both or neither, so a lookup never finds a half-added topic
+    by_id_.pop_back();
+    throw;
+  }
   ++next_id_;
   return assigned;
 }
 
+const topic_table::entry* topic_table::find(topic_id id) const noexcept {
+  return id >= 1 && id <= by_id_.size() ? &by_id_[id - 1U] : nullptr;
+}
+
 const std::string* topic_table::name(topic_id id) const noexcept {
-  const auto it = by_id_.find(id);
-  return it == by_id_.end() ? nullptr : &it->second.name;
+  const auto* e = find(id);
+  return e ? &e->name : nullptr;
 }
 
 std::optional<topic_id> topic_table::id(std::string_view name) const noexcept {
-  const auto it = by_name_.find(name);
-  if (it == by_name_.end()) return std::nullopt;
-  return it->second;
+  const auto at = std::lower_bound(by_name_.begin(), by_name_.end(), name,
+                                   [this](topic_id id, std::string_view n) { return by_id_[id - 1U].name < n; });
+  if (at == by_name_.end() || by_id_[*at - 1U].name != name) return std::nullopt;
+  return *at;
 }
 
 topic_table::client_knows topic_table::known(topic_id id) const noexcept {
-  const auto it = by_id_.find(id);
-  return it == by_id_.end() ? client_knows::no : it->second.knows;
+  const auto* e = find(id);
+  return e ? e->knows : client_knows::no;
 }
 
 void topic_table::set_known(topic_id id, client_knows k) noexcept {
-  const auto it = by_id_.find(id);
-  if (it != by_id_.end()) it->second.knows = k;
+  if (find(id)) by_id_[id - 1U].knows = k;
 }
 
 void topic_table::forget_client_knowledge() noexcept {
-  for (auto& slot : by_id_) {
-    if (slot.second.knows == client_knows::yes) slot.second.knows = client_knows::no;
+  for (auto& e : by_id_) {
+    if (e.knows == client_knows::yes) e.knows = client_knows::no;
   }
 }
 
 void topic_table::clear() noexcept {
   by_id_.clear();
+  by_id_.shrink_to_fit();
   by_name_.clear();
+  by_name_.shrink_to_fit();
   next_id_ = 1;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "mqttsn/message.hpp"
 
@@ -89,14 +90,12 @@ class topic_table {
     std::string name;
     client_knows knows = client_knows::no;
   };
-  struct string_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
+  const entry* find(topic_id id) const noexcept;
+
   std::size_t max_topics_;
   topic_id next_id_ = 1;
-  std::unordered_map<topic_id, entry> by_id_;
-  std::unordered_map<std::string, topic_id, string_hash, std::equal_to<>> by_name_;
+  std::vector<entry> by_id_;        // id 1 at index 0: ids are dense
+  std::vector<topic_id> by_name_;   // the same ids, sorted by name
 };
 
 }  // namespace mqttsn

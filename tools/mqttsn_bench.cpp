@@ -90,6 +90,7 @@ struct options {
   std::string source_base = "127.1.0.0";  // first client's source address
   std::string json;
   bool fail_on_loss = false;
+  unsigned repeat = 1;
 };
 
 const char* usage_text =
@@ -122,13 +123,15 @@ const char* usage_text =
     "      --topic-prefix P      topics P/<client> (default bench); the subscriber takes P/#\n"
     "      --source-base A       first client's source address in 127/8 (default 127.1.0.0)\n"
     "      --json FILE           also write the results (and per-second series) as JSON\n"
+    "      --repeat N            alternate gateway and direct runs N times; report the repetition\n"
+    "                            with the median throughput ratio (default 1)\n"
     "      --fail-on-loss        exit 3 if a run lost messages, lost clients or delivered none\n"
     "      --help\n";
 
 enum long_opt : int {
   o_window = 1000, o_idle, o_drain, o_connect_rate, o_connect_window, o_connect_timeout, o_retry,
   o_retries, o_keep_alive, o_direct, o_direct_only, o_mode, o_gateway_bin, o_gateway_arg, o_gateway,
-  o_gateway_pid, o_broker, o_topic_prefix, o_source_base, o_json, o_fail_on_loss, o_help,
+  o_gateway_pid, o_broker, o_topic_prefix, o_source_base, o_json, o_fail_on_loss, o_help, o_repeat,
 };
 
 double seconds_arg(const char* name, const char* arg, double max) {
@@ -183,6 +186,7 @@ bool parse_options(int argc, char** argv, options& o) {
       {"source-base", required_argument, nullptr, o_source_base},
       {"json", required_argument, nullptr, o_json},
       {"fail-on-loss", no_argument, nullptr, o_fail_on_loss},
+      {"repeat", required_argument, nullptr, o_repeat},
       {"help", no_argument, nullptr, o_help},
       {nullptr, 0, nullptr, 0},
   };
@@ -228,6 +232,7 @@ bool parse_options(int argc, char** argv, options& o) {
       case o_source_base: o.source_base = a; break;
       case o_json: o.json = a; break;
       case o_fail_on_loss: o.fail_on_loss = true; break;
+      case o_repeat: o.repeat = static_cast<unsigned>(number_arg("repeat", a, 1, 100)); break;
       case o_help: std::cout << usage_text; return false;
       case ':': throw cli::usage_error(cli::option_name(argv, prev, optopt) + " needs a value");
       default: throw cli::usage_error("unknown option " + cli::option_name(argv, prev, optopt));
@@ -1334,7 +1339,7 @@ struct gateway_child {
     log_path = (dir->path() / "gateway.log").string();
     port = itest::free_port(true);
     std::vector<std::string> args{o.gateway_bin, "--broker", broker_uri, "--udp", "127.0.0.1:" + std::to_string(port),
-                                  "--mode", o.mode, "--max-clients", std::to_string(o.clients + 16),
+                                  "--mode", o.mode, "--max-clients", std::to_string(o.clients * o.repeat + 16),
                                   "--stats-interval", "0", "--predefined", "1=" + o.topic_prefix + "/m1"};
     args.insert(args.end(), o.gateway_args.begin(), o.gateway_args.end());
     if (::access(o.gateway_bin.c_str(), X_OK) != 0)
@@ -1460,7 +1465,8 @@ std::string json_escape(const std::string& s) {
   return out;
 }
 
-void write_json(const std::string& path, const options& o, const std::vector<run_result>& runs, const std::string& target) {
+void write_json(const std::string& path, const options& o, const std::vector<run_result>& runs, const std::string& target,
+                const std::vector<std::vector<run_result>>& reps) {
   std::ofstream f(path, std::ios::trunc);
   if (!f) throw std::runtime_error("cannot write " + path);
   utsname u{};
@@ -1506,6 +1512,20 @@ void write_json(const std::string& path, const options& o, const std::vector<run
       << ", \"added_p99_us\": " << fmt_num((static_cast<double>(g.latency.quantile(0.99)) - static_cast<double>(d.latency.quantile(0.99))) / 1000.0, 1)
       << "}";
   }
+  if (reps.size() > 1) {
+    f << ",\n  \"repetitions\": [";
+    for (std::size_t k = 0; k < reps.size(); ++k) {
+      f << (k ? ", " : "") << "{";
+      for (std::size_t i = 0; i < reps[k].size(); ++i) {
+        const auto& r = reps[k][i];
+        f << (i ? ", " : "") << "\"" << r.name << "\": {\"delivered_per_s\": " << fmt_num(r.delivered_per_s(), 1)
+          << ", \"p50_us\": " << fmt_num(static_cast<double>(r.latency.quantile(0.5)) / 1000.0, 1)
+          << ", \"p99_us\": " << fmt_num(static_cast<double>(r.latency.quantile(0.99)) / 1000.0, 1) << ", \"lost\": " << r.loss() << "}";
+      }
+      f << "}";
+    }
+    f << "]";
+  }
   f << "\n}\n";
 }
 
@@ -1526,16 +1546,16 @@ int run(const options& o) {
   }
   measuring_subscriber sub(uri, o.topic_prefix + "/#", std::max(0, o.qos));
 
-  std::vector<run_result> runs;
   std::vector<std::unique_ptr<collector>> collectors;
   std::string target;
   const auto run_base = static_cast<std::uint32_t>(::getpid()) << 8;
 
+  // The gateway (ours, started once) and where it listens.
+  std::unique_ptr<gateway_child> child;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  pid_t gw_pid = o.gateway_pid;
   if (!o.direct_only) {
-    std::unique_ptr<gateway_child> child;
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 0;
-    pid_t gw_pid = o.gateway_pid;
     if (o.gateway.empty()) {
       child = std::make_unique<gateway_child>(o, uri);
       port = child->port;
@@ -1548,10 +1568,15 @@ int run(const options& o) {
       port = static_cast<std::uint16_t>(number_arg("gateway", o.gateway.c_str() + colon + 1, 1, 65535));
       target = "gateway at " + o.gateway;
     }
+  } else {
+    target = "direct only";
+  }
+  if (broker) target += ", broker mosquitto (started)";
+
+  auto gateway_run = [&](std::uint32_t run_id) {
     run_result r;
     r.name = "gateway";
     r.clients = o.clients;
-    const auto run_id = run_base | 1;
     sampler smp(gw_pid, broker_pid);
     sn_load load(o, host, port, run_id);
     const auto rcvbuf = udp_rcvbuf_errors();
@@ -1566,13 +1591,12 @@ int run(const options& o) {
     if (child) std::cerr << "mqttsn-bench: gateway " << child->stats() << '\n';
     if (r.loss() > 0) std::cerr << "mqttsn-bench: gateway run, first losses:\n" << collectors.back()->gaps(load.sent_per_client(), 10);
     load.disconnect_all(r);
-    runs.push_back(std::move(r));
-  }
-  if (o.direct) {
+    return r;
+  };
+  auto direct_run = [&](std::uint32_t run_id) {
     run_result r;
     r.name = "direct";
     r.clients = o.clients;
-    const auto run_id = run_base | 2;
     sampler smp(0, broker_pid);
     direct_load load(o, uri, run_id);
     const auto rcvbuf = udp_rcvbuf_errors();
@@ -1582,19 +1606,44 @@ int run(const options& o) {
     sub.measure(collectors.back().get());
     load.publish(r, *collectors.back(), smp);
     finish(r, *collectors.back(), rcvbuf);
-    runs.push_back(std::move(r));
-    if (target.empty()) target = "direct only";
+    return r;
+  };
+
+  // --repeat N alternates gateway and direct runs, so both see the same background load over the
+  // same minutes; the report is the repetition with the median throughput ratio.
+  std::vector<std::vector<run_result>> reps;
+  for (unsigned k = 0; k < o.repeat; ++k) {
+    std::vector<run_result> runs;
+    const auto id = run_base | (k << 2);
+    if (!o.direct_only) runs.push_back(gateway_run(id | 1));
+    if (o.direct) runs.push_back(direct_run(id | 2));
+    if (o.repeat > 1) print_table(o, runs, target + ", repetition " + std::to_string(k + 1) + "/" + std::to_string(o.repeat));
+    reps.push_back(std::move(runs));
   }
   sub.measure(nullptr);
-  if (broker) target += ", broker mosquitto (started)";
+  auto ratio = [](const std::vector<run_result>& runs) {
+    return runs.size() == 2 && runs[1].delivered_per_s() > 0 ? runs[0].delivered_per_s() / runs[1].delivered_per_s() : 0.0;
+  };
+  std::vector<std::size_t> order(reps.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return ratio(reps[x]) < ratio(reps[y]); });
+  const auto median = order[order.size() / 2];
+  const auto& runs = reps[median];
+  if (o.repeat > 1) {
+    std::cout << "throughput ratio gateway/direct per repetition:";
+    for (const auto& rr : reps) std::cout << ' ' << fmt_num(ratio(rr), 3);
+    std::cout << "; median repetition " << median + 1 << ":\n";
+  }
   print_table(o, runs, target);
-  if (!o.json.empty()) write_json(o.json, o, runs, target);
+  if (!o.json.empty()) write_json(o.json, o, runs, target, reps);
 
   if (o.fail_on_loss) {
-    for (const auto& r : runs) {
-      if (r.delivered == 0 || r.loss() > 0 || r.connected != r.clients || r.lost_clients > 0 || r.gave_up > 0) {
-        std::cerr << "mqttsn-bench: " << r.name << " run lost messages or clients (--fail-on-loss)\n";
-        return 3;
+    for (const auto& rr : reps) {
+      for (const auto& r : rr) {
+        if (r.delivered == 0 || r.loss() > 0 || r.connected != r.clients || r.lost_clients > 0 || r.gave_up > 0) {
+          std::cerr << "mqttsn-bench: " << r.name << " run lost messages or clients (--fail-on-loss)\n";
+          return 3;
+        }
       }
     }
   }

@@ -26,6 +26,18 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
   if (address.is_v6()) unicast_.socket.set_option(asio::ip::v6_only(true));
   unicast_.socket.bind(local);
   unicast_.socket.non_blocking(true);
+  if (options.receive_buffer > 0) {
+    // Linux caps the request at net.core.rmem_max and reports twice the usable size.
+    boost::system::error_code ec;
+    unicast_.socket.set_option(udp::socket::receive_buffer_size(static_cast<int>(options.receive_buffer)), ec);
+    udp::socket::receive_buffer_size got;
+    unicast_.socket.get_option(got, ec);
+    const auto effective = static_cast<std::size_t>(got.value()) / 2;
+    if (ec || effective < options.receive_buffer) {
+      spdlog::info("{}: UDP receive buffer {} bytes, not {} (raise net.core.rmem_max)", prefix_, effective,
+                   options.receive_buffer);
+    }
+  }
 
   if (options.multicast) {
     const auto group = asio::ip::make_address(options.multicast->first);

@@ -29,6 +29,7 @@ struct udp_options {
   std::string host;            // literal IPv4 or IPv6 address to bind
   std::uint16_t port = 0;      // 0: any free port (tests)
   std::size_t max_frame_size = 1024;
+  std::size_t receive_buffer = 0;  // SO_RCVBUF in bytes; 0 = the kernel's default
   std::optional<std::pair<std::string, std::uint16_t>> multicast;  // group, port
 };
 

@@ -44,7 +44,7 @@ void PrintTo(const config& c, std::ostream* os) {
       << ", keep-alive-grace " << c.keep_alive_grace << ", retry-interval "
       << c.retry_interval.count() << "ms, retry-count " << c.retry_count << ", max-clients "
       << c.max_clients << ", sleep-buffer " << c.sleep_buffer << ", max-frame-size "
-      << c.max_frame_size << ", connect-timeout " << c.connect_timeout.count()
+      << c.max_frame_size << ", udp-receive-buffer " << c.udp_receive_buffer << ", connect-timeout " << c.connect_timeout.count()
       << "ms, serial '" << c.serial << "' baud " << c.serial_baud << " framing "
       << static_cast<int>(c.serial_frame) << " flow " << static_cast<int>(c.serial_flow_control)
       << " max " << c.serial_max_frame_size << ", upstream-client-id '" << c.upstream_client_id << "', status-topic '" << c.status_topic
@@ -170,6 +170,7 @@ const std::vector<std::pair<std::string, std::string>> non_default_values = {
     {"multicast", "225.1.1.1:1884"},
     {"advertise-interval", "900"},
     {"max-frame-size", "512"},
+    {"udp-receive-buffer", "65536"},
     {"serial", "/dev/serial/by-id/usb-FTDI_XBee-if00-port0"},
     {"serial-baud", "115200"},
     {"serial-framing", "raw"},
@@ -208,6 +209,7 @@ config non_default_config() {
   c.multicast = udp_listen{"225.1.1.1", 1884};
   c.advertise_interval = 900s;
   c.max_frame_size = 512;
+  c.udp_receive_buffer = 65536;
   c.serial = "/dev/serial/by-id/usb-FTDI_XBee-if00-port0";
   c.serial_baud = 115200;
   c.serial_frame = serial_framing::raw;
@@ -584,6 +586,9 @@ TEST(ConfigBounds, every_bound_is_accepted_at_the_bound_and_refused_beyond) {
       {"sleep-buffer", "100000", "100001", "--sleep-buffer: '100001' is not in 1..100000"},
       {"max-frame-size", "16", "15", "--max-frame-size: '15' is not in 16..65535"},
       {"max-frame-size", "65535", "65536", "--max-frame-size: '65536' is not in 16..65535"},
+      {"udp-receive-buffer", "4096", "4095", "--udp-receive-buffer: '4095' is not in 4096..1073741824"},
+      {"udp-receive-buffer", "1073741824", "1073741825",
+       "--udp-receive-buffer: '1073741825' is not in 4096..1073741824"},
       {"keep-alive-grace", "1", "0.999", "--keep-alive-grace: '0.999' is not in 1..10"},
       {"keep-alive-grace", "10", "10.001", "--keep-alive-grace: '10.001' is not in 1..10"},
       {"retry-interval", "0.001", "0.0009",
@@ -1017,6 +1022,7 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "multicast",
                                                    "advertise-interval",
                                                    "max-frame-size",
+                                                   "udp-receive-buffer",
                                                    "serial",
                                                    "serial-baud",
                                                    "serial-framing",
