@@ -86,6 +86,7 @@ class session_table {
   std::unordered_map<endpoint, entry*, string_hash, std::equal_to<>> by_endpoint_;
   std::set<std::pair<time_point, entry*>> deadlines_;
   actions scratch_;
+  bool clients_full_reported_ = false;  // the max_clients bound is logged once per time it is reached
 };
 
 }  // namespace mqttsn
