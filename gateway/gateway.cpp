@@ -265,6 +265,14 @@ std::string gateway::stats_line() const {
     << " retransmissions=" << c.retransmissions << " buffered=" << c.buffered << " dropped_qos0=" << c.dropped_qos0
     << " dropped_qos12=" << c.dropped_qos12 << " undeliverable=" << c.dropped_undeliverable
     << " congestion=" << c.congestion << " broker=" << (broker_up_ ? "up" : "down");
+  // Each transport's own counters (datagrams, oversize drops, send errors), keys prefixed with its
+  // name: "udp0_oversize_dropped=3".
+  for (const auto& t : transports_) {
+    std::string name = t->prefix();
+    if (!name.empty() && name.back() == '/') name.pop_back();
+    std::istringstream fields(t->counters());
+    for (std::string field; fields >> field;) s << ' ' << name << '_' << field;
+  }
   return s.str();
 }
 

@@ -950,6 +950,9 @@ void session::note_drop(const char* why, actions& out) {
 
 void session::note_congestion(const char* what, actions& out) {
   ++stats_.congestion;
+  // A client hammering a bound must not flood the log: one line per bound, every hit counted.
+  if (std::find(congestion_reported_.begin(), congestion_reported_.end(), what) != congestion_reported_.end()) return;
+  congestion_reported_.emplace_back(what);
   out.emplace_back(report{event::congestion, what});
 }
 

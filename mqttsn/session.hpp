@@ -140,7 +140,7 @@ enum class event : std::uint8_t {
   session_ended,           // clean session over: the runtime may forget this session
   resubscribe_failed,      // broker refused a restored subscription: DISCONNECT sent
   first_drop,              // first message dropped for this client (detail: why); later ones only counted
-  congestion,              // a bound was hit (detail: which)
+  congestion,              // a bound was hit (detail: which); once per bound and client, every hit counted
   admission_refused,       // the clients file refused it (detail: why); reported once per client
 };
 
@@ -311,6 +311,7 @@ class session {
   bool will_requested_ = false;
   bool upstream_up_ = false;
   bool drop_reported_ = false;
+  std::vector<std::string> congestion_reported_;  // bounds already logged for this client
   std::uint16_t keep_alive_ = 0;
   std::uint16_t sleep_duration_ = 0;
   time_point last_heard_{};

@@ -113,9 +113,12 @@ void session_table::handle_frame(const endpoint& from, std::span<const std::uint
         ++stats_.connects_rejected;
         ++stats_.congestion;
         reply(from, connack{return_code::congestion}, out);
-        out.push_back(routed_action{c->client_id, from, report{event::congestion, "clients"}});
+        // A connect storm is logged once, not once per CONNECT; every refusal is counted.
+        if (!clients_full_reported_) out.push_back(routed_action{c->client_id, from, report{event::congestion, "clients"}});
+        clients_full_reported_ = true;
         return;
       }
+      clients_full_reported_ = false;  // below the bound again: the next time it is reached is logged
       auto owned = std::make_unique<entry>(c->client_id, session_config_,
                                            rule != nullptr ? rule->predefined : predefined_, stats_);
       owned->sess.set_rule(rule);

@@ -99,6 +99,7 @@ class session_table {
   const admission* admission_ = nullptr;
   std::set<std::string, std::less<>> refusals_reported_;
   actions scratch_;
+  bool clients_full_reported_ = false;  // the max_clients bound is logged once per time it is reached
 };
 
 }  // namespace mqttsn

@@ -27,6 +27,9 @@ class transport {
   // a no-op when the transport has no broadcast configured.
   virtual void broadcast(std::span<const std::uint8_t> frame) = 0;
   virtual void stop() = 0;
+  // The transport's own counters for the gateway's stats line, "key=value key=value" (keys are
+  // prefixed with the transport's name there); empty when it has none to show.
+  virtual std::string counters() const { return {}; }
 };
 
 }  // namespace transports

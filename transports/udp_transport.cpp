@@ -228,4 +228,9 @@ void udp_transport::stop() {
   if (group_) group_->socket.close(ec);
 }
 
+std::string udp_transport::counters() const {
+  return "datagrams_in=" + std::to_string(stats_.datagrams_in) + " datagrams_out=" + std::to_string(stats_.datagrams_out) +
+         " oversize_dropped=" + std::to_string(stats_.oversize_dropped) + " send_errors=" + std::to_string(stats_.send_errors);
+}
+
 }  // namespace transports

@@ -47,6 +47,7 @@ class udp_transport final : public transport {
 
   std::uint16_t local_port() const;
   const udp_stats& stats() const noexcept { return stats_; }
+  std::string counters() const override;
 
   // "<prefix>1.2.3.4:5" / "<prefix>[::1]:5" <-> asio endpoints.
   std::string to_endpoint(const boost::asio::ip::udp::endpoint& ep) const;

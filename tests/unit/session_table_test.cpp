@@ -499,6 +499,28 @@ TEST_F(SessionTable, new_client_beyond_max_clients_gets_connack_congestion) {
   EXPECT_EQ(stats.connects_rejected, 1U);
 }
 
+TEST_F(SessionTable, connect_storm_beyond_max_clients_is_answered_and_counted_every_time_but_logged_once) {
+  make_table(table_config{1, 7});
+  connect_client("c1", "udp:1", connect_frame("c1", 60));
+  for (int i = 0; i < 50; ++i) {
+    const std::string id = "storm" + std::to_string(i);
+    const std::string ep = "udp:s" + std::to_string(i);
+    routed_list want{{"", ep, frame_of(connack{return_code::congestion})}};
+    if (i == 0) want.push_back({id, ep, report{event::congestion, "clients"}});
+    EXPECT_EQ(feed(ep, connect_frame(id, 60)), want) << i;
+  }
+  EXPECT_EQ(stats.congestion, 50U);
+  EXPECT_EQ(stats.connects_rejected, 50U);
+  EXPECT_EQ(table->size(), 1U);
+  // Room again, then full again: that new episode is logged once more.
+  ASSERT_EQ(feed("udp:1", disconnect_plain).size(), 4U);
+  ASSERT_EQ(table->size(), 0U);
+  EXPECT_EQ(feed("udp:n", connect_frame("n", 60)), (routed_list{{"n", "udp:n", upstream_connect{true, 60, std::nullopt}}}));
+  EXPECT_EQ(feed("udp:m", connect_frame("m", 60)),
+            (routed_list{{"", "udp:m", frame_of(connack{return_code::congestion})},
+                         {"m", "udp:m", report{event::congestion, "clients"}}}));
+}
+
 TEST_F(SessionTable, slot_freed_by_a_clean_disconnect_admits_a_new_client) {
   make_table(table_config{2, 7});
   connect_client("c1", "udp:1", connect_frame("c1", 60));

@@ -339,8 +339,13 @@ TEST_F(Session, inflight_bound_answers_congestion) {
   in(publish{false, qos::exactly_once, false, topic_id_type::predefined, 0x0010, 2, {}});
   EXPECT_EQ(in(publish{false, qos::at_least_once, false, topic_id_type::predefined, 0x0010, 3, {}}),
             (actions{report{event::congestion, "in-flight publishes"}, frame_of(puback{0x0010, 3, return_code::congestion})}));
+  // Hit again: answered and counted, but logged only once per client.
+  EXPECT_EQ(in(publish{false, qos::at_least_once, false, topic_id_type::predefined, 0x0010, 6, {}}),
+            (actions{frame_of(puback{0x0010, 6, return_code::congestion})}));
+  EXPECT_EQ(stats.congestion, 2U);
   up(upstream_published{2});  // QoS 2: PUBREC sent, still counts until PUBREL
-  EXPECT_EQ(in(publish{false, qos::at_least_once, false, topic_id_type::predefined, 0x0010, 4, {}}).size(), 2U);
+  EXPECT_EQ(in(publish{false, qos::at_least_once, false, topic_id_type::predefined, 0x0010, 4, {}}),
+            (actions{frame_of(puback{0x0010, 4, return_code::congestion})}));
   in(pubrel{2});
   EXPECT_EQ(in(publish{false, qos::at_least_once, false, topic_id_type::predefined, 0x0010, 5, {}}).size(), 1U);
 }
