@@ -14,6 +14,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gateway/session_store.hpp"
@@ -200,6 +201,45 @@ TEST_F(PersistenceRestart, sigterm_with_sleeping_sensors_loses_no_buffered_messa
   EXPECT_EQ(got_b.size(), 6U);
   EXPECT_EQ(received(got_b), sent_b) << gw->log();
   for (const auto& m : got_a) EXPECT_TRUE(m.topic.starts_with("down/sleepy-a/")) << m.topic;
+}
+
+TEST_F(PersistenceRestart, sigterm_with_client_publishes_in_flight_loses_none_of_them) {
+  auto gw = start_gateway();
+  tools::client_options o;
+  o.client_id = "busy";
+  o.keep_alive = 60;
+  o.retry_interval = 500ms;
+  o.retry_count = 60;  // 30 s of retransmissions: across the broker's and the gateway's restarts
+  const auto colon = udp.rfind(':');
+  tools::client c(udp.substr(0, colon), static_cast<std::uint16_t>(std::stoi(udp.substr(colon + 1))), o);
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  c.register_topic("up/busy/q1");
+  c.register_topic("up/busy/q2");
+  // The broker goes away: the client's QoS 1 and QoS 2 PUBLISHes stay unacknowledged in flight.
+  broker->stop();
+  ASSERT_TRUE(wait_until([&] { return gw->log_contains("is down"); }, 10s)) << gw->log();
+  mqttsn::return_code r1{}, r2{};
+  std::thread publisher([&] {
+    r1 = c.publish(topic_name{"up/busy/q1"}, "in-flight-1", qos::at_least_once);
+    r2 = c.publish(topic_name{"up/busy/q2"}, "in-flight-2", qos::exactly_once);
+  });
+  ASSERT_TRUE(wait_until([&] { return gw->stat("publishes_in") >= 1U; }, 10s));
+  EXPECT_EQ(gw->stop(), 0);  // SIGTERM with the QoS 1 PUBLISH unanswered
+  broker->start();
+  mqtt_test_client watcher(*broker);
+  ASSERT_TRUE(watcher.subscribe("up/#", 2));
+  gw = start_gateway();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (0 asleep)")) << gw->log();
+  publisher.join();
+  EXPECT_EQ(r1, mqttsn::return_code::accepted);
+  EXPECT_EQ(r2, mqttsn::return_code::accepted);
+  auto m1 = watcher.wait_message("up/busy/q1");
+  auto m2 = watcher.wait_message("up/busy/q2");
+  ASSERT_TRUE(m1 && m2) << gw->log();
+  EXPECT_EQ(m1->payload, "in-flight-1");
+  EXPECT_EQ(m2->payload, "in-flight-2");
+  EXPECT_EQ(m2->qos, 2);
+  EXPECT_EQ(watcher.count("up/#"), 2U);  // each exactly once
 }
 
 TEST_F(PersistenceRestart, sigkill_loses_at_most_what_changed_within_the_flush_interval) {
