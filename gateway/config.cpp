@@ -423,6 +423,18 @@ const std::vector<key_info>& keys() {
        "admit only the clients listed in FILE (client ids, addresses, topics)", key_kind::single,
        show_path<&config::clients_file>, set_path<&config::clients_file>, "off: every client"},
 
+      // Persistence
+      {"persistence", "Persistence", "FILE",
+       "keep sessions in this SQLite file across restarts (registrations, subscriptions, wills, "
+       "buffered messages)",
+       key_kind::single, show_path<&config::persistence>, set_path<&config::persistence>, "off"},
+      {"persistence-flush-interval", "Persistence", "SECONDS",
+       "write the sessions that changed this often, in one transaction (0.001..3600)",
+       key_kind::single, [](const config& c) { return format_seconds(c.persistence_flush_interval); },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.persistence_flush_interval = parse_seconds_ms(w, v);
+       }},
+
       // UDP transport
       {"udp", "UDP transport", "HOST:PORT",
        "listen for MQTT-SN on this IPv4 HOST:PORT or [V6]:PORT (repeatable)", key_kind::repeatable,

@@ -71,6 +71,9 @@ struct config {
   std::string broker_credentials_file;   // transparent mode: `CLIENT_ID USER PASSWORD` per line
   // Client admission: off while empty (every client id from every address is accepted).
   std::string clients_file;
+  // Persistent sessions: off while empty; changed sessions are written every flush interval.
+  std::string persistence;
+  std::chrono::milliseconds persistence_flush_interval{1'000};
   std::string upstream_client_id;  // default derived from the gateway id: "mqttsn-gw-<id>"
   std::string status_topic;        // default "mqttsn/gateway/<id>/status"
   std::chrono::seconds stats_interval{300};  // 0 = only on SIGUSR1

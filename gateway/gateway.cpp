@@ -83,7 +83,8 @@ gateway::gateway(asio::io_context& io, const config& cfg, upstream& up,
       table_(mqttsn::table_config{cfg.max_clients, cfg.gateway_id}, cfg.session(), predefined_, stats_),
       session_timer_(io),
       stats_timer_(io),
-      advertise_timer_(io) {
+      advertise_timer_(io),
+      flush_timer_(io) {
   for (const auto& [id, name] : cfg.predefined) predefined_.add(id, name);
 }
 
@@ -92,6 +93,8 @@ void gateway::start() {
     t->start([this](const std::string& from, std::span<const std::uint8_t> frame) { on_frame(from, frame); });
   }
   up_.start([this](const std::string& client_id, mqttsn::upstream_event e) { on_upstream(client_id, std::move(e)); });
+  restore_sessions();
+  arm_flush_timer();
   arm_stats_timer();
   arm_advertise_timer();
 }
@@ -102,10 +105,12 @@ void gateway::reload_predefined(const std::vector<std::pair<mqttsn::topic_id, st
 }
 
 void gateway::stop() {
+  if (!stopped_) flush();  // the last changes: a graceful stop loses nothing
   stopped_ = true;
   session_timer_.cancel();
   stats_timer_.cancel();
   advertise_timer_.cancel();
+  flush_timer_.cancel();
   for (auto& t : transports_) t->stop();
 }
 
@@ -216,6 +221,87 @@ void gateway::arm_session_timer() {
   });
 }
 
+// Sessions from the store: each is restored as it was (active or asleep) at its last address and
+// asks the broker for its session again. What cannot be restored is reported and dropped.
+void gateway::restore_sessions() {
+  if (store_ == nullptr) return;
+  const auto started = std::chrono::steady_clock::now();
+  session_store::loaded loaded;
+  try {
+    loaded = store_->load();
+  } catch (const std::exception& e) {
+    spdlog::error("persistence {}: cannot read the sessions: {}; starting without them", store_->path(), e.what());
+    return;
+  }
+  std::size_t restored = 0, asleep = 0, messages = 0, topics = 0, subscriptions = 0;
+  std::vector<session_store::change> dropped;
+  const auto now = mqttsn::clock::now();
+  for (const auto& st : loaded.sessions) {
+    if (!table_.restore(st.snapshot, st.endpoint, now, out_)) {
+      loaded.problems.push_back("client '" + st.snapshot.client_id +
+                                "': not restorable (table full, refused by the clients file, or inconsistent)");
+      dropped.emplace_back(st.snapshot.client_id, std::nullopt);
+      continue;
+    }
+    ++restored;
+    asleep += st.snapshot.asleep ? 1 : 0;
+    messages += st.snapshot.queue.size();
+    topics += st.snapshot.topics.size();
+    subscriptions += st.snapshot.subscriptions.size();
+  }
+  for (const auto& p : loaded.problems) spdlog::warn("persistence {}: {}", store_->path(), p);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  spdlog::info(
+      "persistence {}: restored {} session(s) ({} asleep) with {} buffered message(s), {} topic registration(s), {} "
+      "subscription(s) in {} ms; {} not restorable",
+      store_->path(), restored, asleep, messages, topics, subscriptions, ms.count(), loaded.problems.size());
+  execute();
+  table_.take_changed();  // what was just read needs no writing back
+  try {
+    store_->write(dropped);
+  } catch (const std::exception& e) {
+    spdlog::error("persistence {}: {}", store_->path(), e.what());
+  }
+}
+
+bool gateway::flush() {
+  if (store_ == nullptr) return true;
+  const auto ids = table_.take_changed();
+  if (ids.empty()) return true;
+  std::vector<session_store::change> changes;
+  changes.reserve(ids.size());
+  for (const auto& id : ids) {
+    const auto* s = table_.find(id);
+    auto snap = s != nullptr ? s->snapshot() : std::nullopt;
+    if (!snap) {
+      changes.emplace_back(id, std::nullopt);  // ended, or not restorable in its current state
+      continue;
+    }
+    const auto* ep = table_.endpoint_of(id);
+    changes.emplace_back(id, session_store::stored{std::move(*snap), ep != nullptr ? *ep : std::string()});
+  }
+  try {
+    store_->write(changes);
+    ++flushes_;
+    return true;
+  } catch (const std::exception& e) {
+    ++flush_failures_;
+    spdlog::error("persistence {}: writing {} session(s) failed: {}", store_->path(), changes.size(), e.what());
+    for (const auto& [id, st] : changes) table_.mark_changed(id);  // try again at the next flush
+    return false;
+  }
+}
+
+void gateway::arm_flush_timer() {
+  if (store_ == nullptr) return;
+  flush_timer_.expires_after(cfg_.persistence_flush_interval);
+  flush_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    flush();
+    arm_flush_timer();
+  });
+}
+
 void gateway::arm_stats_timer() {
   if (cfg_.stats_interval.count() <= 0) return;
   stats_timer_.expires_after(cfg_.stats_interval);
@@ -264,7 +350,8 @@ std::string gateway::stats_line() const {
     << " registers=" << c.registers_sent << " registrations_refused=" << c.registrations_refused
     << " retransmissions=" << c.retransmissions << " buffered=" << c.buffered << " dropped_qos0=" << c.dropped_qos0
     << " dropped_qos12=" << c.dropped_qos12 << " undeliverable=" << c.dropped_undeliverable
-    << " congestion=" << c.congestion << " broker=" << (broker_up_ ? "up" : "down");
+    << " congestion=" << c.congestion << " store_flushes=" << flushes_ << " store_failures=" << flush_failures_
+    << " broker=" << (broker_up_ ? "up" : "down");
   // Each transport's own counters (datagrams, oversize drops, send errors), keys prefixed with its
   // name: "udp0_oversize_dropped=3".
   for (const auto& t : transports_) {

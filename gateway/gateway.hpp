@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gateway/config.hpp"
+#include "gateway/session_store.hpp"
 #include "gateway/upstream.hpp"
 #include "mqttsn/counters.hpp"
 #include "mqttsn/session_table.hpp"
@@ -33,6 +34,13 @@ class gateway {
   // SIGHUP: the predefined topics from now on (every session sees the new table at once; an id
   // that disappears is answered as unknown from then on). Sessions are kept.
   void reload_predefined(const std::vector<std::pair<mqttsn::topic_id, std::string>>& topics);
+  // Keep sessions in `store` (nullptr: none): start() restores what it holds, then the sessions
+  // that changed are written every persistence-flush-interval and at stop(). Must outlive the
+  // gateway.
+  void set_store(session_store* store) noexcept { store_ = store; }
+  // Writes the sessions changed since the last flush (one transaction); false if the store failed.
+  bool flush();
+
   // Admit clients by the clients file (nullptr: everyone); `rules` must outlive the gateway.
   void set_admission(const mqttsn::admission* rules) noexcept { table_.set_admission(rules); }
 
@@ -52,6 +60,8 @@ class gateway {
   void arm_stats_timer();
   void arm_advertise_timer();
   transports::transport* transport_for(const std::string& endpoint) const;
+  void restore_sessions();
+  void arm_flush_timer();
 
   const config& cfg_;
   upstream& up_;
@@ -65,6 +75,10 @@ class gateway {
   std::optional<mqttsn::time_point> armed_for_;
   boost::asio::steady_timer stats_timer_;
   boost::asio::steady_timer advertise_timer_;
+  boost::asio::steady_timer flush_timer_;
+  session_store* store_ = nullptr;
+  std::uint64_t flushes_ = 0;
+  std::uint64_t flush_failures_ = 0;
   bool broker_up_ = false;  // the gateway-level connection
   std::uint64_t encapsulated_in_ = 0;
   bool stopped_ = false;

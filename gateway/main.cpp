@@ -218,6 +218,16 @@ int main(int argc, char* argv[]) {
 
   gateway::gateway gw(io, cfg, *upstream, std::move(transports));
   if (admission) gw.set_admission(&*admission);
+  std::unique_ptr<gateway::session_store> store;
+  if (!cfg.persistence.empty()) {
+    try {
+      store = std::make_unique<gateway::session_store>(cfg.persistence);
+    } catch (const std::exception& e) {
+      std::cerr << "mqttsn-gateway: --persistence " << e.what() << '\n';
+      return 2;
+    }
+    gw.set_store(store.get());
+  }
   gw.start();
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);

@@ -956,4 +956,60 @@ void session::note_congestion(const char* what, actions& out) {
   out.emplace_back(report{event::congestion, what});
 }
 
+// ---------------------------------------------------------------------------------------------
+// persistence
+
+std::optional<session_snapshot> session::snapshot() const {
+  if (state_ != session_state::active && state_ != session_state::asleep && state_ != session_state::awake) {
+    return std::nullopt;
+  }
+  session_snapshot s;
+  s.client_id = client_id_;
+  s.asleep = state_ != session_state::active;
+  s.clean_session = clean_session_;
+  s.keep_alive = keep_alive_;
+  s.sleep_duration = sleep_duration_;
+  s.will = will_;
+  s.topics = topics_.save();
+  s.next_topic_id = topics_.next_id();
+  for (const auto& sub : subscriptions_) s.subscriptions.push_back({sub.filter, sub.q, sub.type, sub.id});
+  for (const auto& m : queue_) s.queue.push_back({m.topic, m.payload, m.q, m.retain});
+  if (inflight_ && inflight_->step == inflight::stage::releasing) s.releasing = inflight_->mid;
+  for (const auto& [mid, rec_sent] : qos2_received_) {
+    if (rec_sent) s.qos2_received.push_back(mid);
+  }
+  s.last_mid = last_mid_;
+  return s;
+}
+
+bool session::restore(const session_snapshot& s, time_point now, actions& out) {
+  if (s.queue.size() > config_.max_queued || s.subscriptions.size() > config_.max_subscriptions) return false;
+  if (s.releasing && (s.queue.empty() || s.queue.front().q != qos::exactly_once)) return false;
+  if (!topics_.load(s.topics, s.next_topic_id)) return false;
+  clean_session_ = s.clean_session;
+  keep_alive_ = s.keep_alive;
+  sleep_duration_ = s.sleep_duration;
+  will_ = s.will;
+  subscriptions_.clear();
+  for (const auto& sub : s.subscriptions) subscriptions_.push_back({sub.filter, sub.q, sub.type, sub.id});
+  queue_.clear();
+  for (const auto& m : s.queue) queue_.push_back(queued_message{m.topic, m.payload, m.q, m.retain, 0});
+  qos2_received_.clear();
+  for (auto mid : s.qos2_received) qos2_received_.emplace(mid, true);
+  last_mid_ = s.last_mid;
+  inflight_.reset();
+  if (s.releasing) {
+    // The client has the message; only the PUBREL/PUBCOMP exchange is left (never deliver twice).
+    inflight_ = inflight{inflight::stage::releasing, *s.releasing, 0, topic_id_type::normal, 0, now, encode(pubrel{*s.releasing})};
+  }
+  state_ = s.asleep ? session_state::asleep : session_state::active;
+  last_heard_ = now;
+  ended_ = false;
+  upstream_up_ = false;
+  phase_ = connect_phase::broker;
+  if (inflight_ && state_ == session_state::active) resume_inflight(now, out);
+  out.emplace_back(upstream_connect{clean_session_, keep_alive_, will_});
+  return true;
+}
+
 }  // namespace mqttsn

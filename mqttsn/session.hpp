@@ -165,6 +165,38 @@ enum class session_state : std::uint8_t {
 
 const char* to_string(session_state s) noexcept;
 
+// What a session keeps across a gateway restart: written by the persistent store, given back to
+// restore(). Only an active or asleep session has one (an awake one is saved as asleep).
+struct session_snapshot {
+  struct subscription {
+    std::string filter;
+    qos q = qos::at_most_once;
+    topic_id_type type = topic_id_type::normal;
+    topic_id id = 0;
+    bool operator==(const subscription&) const = default;
+  };
+  struct message {
+    std::string topic;
+    bytes payload;
+    qos q = qos::at_most_once;
+    bool retain = false;
+    bool operator==(const message&) const = default;
+  };
+  std::string client_id;
+  bool asleep = false;
+  bool clean_session = true;
+  std::uint16_t keep_alive = 0;
+  std::uint16_t sleep_duration = 0;
+  std::optional<will_message> will;
+  std::vector<topic_table::saved> topics;
+  topic_id next_topic_id = 1;
+  std::vector<subscription> subscriptions;
+  std::vector<message> queue;       // oldest first; the front may be mid-delivery
+  std::optional<msg_id> releasing;  // the front's QoS 2 delivery: PUBREL sent, PUBCOMP awaited
+  std::vector<msg_id> qos2_received;  // client QoS 2 ids answered PUBREC, awaiting PUBREL
+  msg_id last_mid = 0;
+};
+
 class session {
  public:
   session(std::string client_id, const session_config& config, const predefined_topics& predefined,
@@ -184,6 +216,13 @@ class session {
     return collect([&](actions& o) { handle(e, now, o); });
   }
   actions tick(time_point now) { return collect([&](actions& o) { tick(now, o); }); }
+
+  // For the persistent store: nullopt unless active, asleep or awake (awake is saved as asleep).
+  std::optional<session_snapshot> snapshot() const;
+  // A fresh session takes a snapshot's state (active or asleep, supervised from `now`) and asks
+  // the broker for its session again (upstream_connect). False (session unchanged) when the
+  // snapshot is inconsistent (its topics, or more queued than max_queued).
+  bool restore(const session_snapshot& s, time_point now, actions& out);
 
   // The clients-file rule of this client (topic permissions; its predefined topics are the ones
   // given to the constructor). nullptr (the default): everything allowed. Must outlive the session.

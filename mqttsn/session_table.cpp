@@ -63,6 +63,7 @@ void session_table::bind(entry& e, const endpoint& ep) {
 }
 
 void session_table::route(entry& e, actions& local, std::vector<routed_action>& out) {
+  changed_.insert(e.sess.client_id());
   for (auto& a : local) {
     // A session whose address went to another client id cannot be reached until it shows up
     // again; its own retransmissions and timers cover what is not sent.
@@ -225,6 +226,36 @@ void session_table::on_qos_minus_one(const endpoint& from, const publish& p, std
   }
   ++stats_.qos_m1_published;
   out.push_back(routed_action{{}, from, upstream_publish{0, std::move(topic), p.data, qos::at_most_once, p.retain}});
+}
+
+bool session_table::restore(const session_snapshot& s, const endpoint& ep, time_point now,
+                            std::vector<routed_action>& out) {
+  if (s.client_id.empty() || lookup_client(s.client_id) != nullptr || by_client_.size() >= config_.max_clients) {
+    return false;
+  }
+  const client_rule* rule = nullptr;
+  if (admission_ != nullptr) {
+    if (admission_->check(s.client_id, ep) != admission_verdict::accepted) return false;
+    rule = admission_->rule(s.client_id);
+  }
+  auto owned = std::make_unique<entry>(s.client_id, session_config_, rule != nullptr ? rule->predefined : predefined_,
+                                       stats_);
+  owned->sess.set_rule(rule);
+  if (!owned->sess.restore(s, now, scratch_)) {
+    scratch_.clear();
+    return false;
+  }
+  entry* e = owned.get();
+  by_client_.emplace(s.client_id, std::move(owned));
+  if (!ep.empty()) bind(*e, ep);
+  route(*e, scratch_, out);
+  return true;
+}
+
+std::vector<std::string> session_table::take_changed() {
+  std::vector<std::string> ids(changed_.begin(), changed_.end());
+  changed_.clear();
+  return ids;
 }
 
 void session_table::refuse(const endpoint& from, const std::string& client_id, std::string why, bool answer,

@@ -62,6 +62,14 @@ class session_table {
   void set_admission(const admission* rules) noexcept { admission_ = rules; }
   static constexpr std::size_t max_refusals_reported = 1024;
 
+  // Persistence. restore(): a session from a snapshot at `ep` (as after a CONNECT from there);
+  // false when the table is full, the clients file refuses it, the id exists or the snapshot is
+  // inconsistent. take_changed(): the client ids whose sessions changed (or ended) since the last
+  // call, for the store to write or delete.
+  bool restore(const session_snapshot& s, const endpoint& ep, time_point now, std::vector<routed_action>& out);
+  std::vector<std::string> take_changed();
+  void mark_changed(const std::string& client_id) { changed_.insert(client_id); }
+
   const session* find(std::string_view client_id) const noexcept;
   const session* find_by_endpoint(const endpoint& ep) const noexcept;
   const endpoint* endpoint_of(std::string_view client_id) const noexcept;
@@ -97,6 +105,7 @@ class session_table {
   std::unordered_map<endpoint, entry*, string_hash, std::equal_to<>> by_endpoint_;
   std::set<std::pair<time_point, entry*>> deadlines_;
   const admission* admission_ = nullptr;
+  std::set<std::string, std::less<>> changed_;
   std::set<std::string, std::less<>> refusals_reported_;
   actions scratch_;
   bool clients_full_reported_ = false;  // the max_clients bound is logged once per time it is reached

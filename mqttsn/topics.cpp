@@ -236,6 +236,28 @@ void topic_table::forget_client_knowledge() noexcept {
   }
 }
 
+std::vector<topic_table::saved> topic_table::save() const {
+  std::vector<saved> out;
+  out.reserve(by_id_.size());
+  for (const auto& [id, e] : by_id_) out.push_back(saved{id, e.name, e.knows});
+  return out;
+}
+
+bool topic_table::load(const std::vector<saved>& entries, topic_id next_id) {
+  if (entries.size() > max_topics_ || next_id == 0) return false;
+  std::unordered_map<topic_id, entry> by_id;
+  std::unordered_map<std::string, topic_id, string_hash, std::equal_to<>> by_name;
+  for (const auto& e : entries) {
+    if (e.id == 0 || e.id == 0xFFFF || e.id >= next_id || !is_valid_topic_name(e.name)) return false;
+    if (!by_id.emplace(e.id, entry{e.name, e.knows}).second) return false;
+    if (!by_name.emplace(e.name, e.id).second) return false;
+  }
+  by_id_ = std::move(by_id);
+  by_name_ = std::move(by_name);
+  next_id_ = next_id;
+  return true;
+}
+
 void topic_table::clear() noexcept {
   by_id_.clear();
   by_id_.shrink_to_fit();

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -84,6 +85,18 @@ class topic_table {
   // session ends for good (CleanSession=1 or the session is dropped), never across a reconnect that
   // keeps the session, or the client could hold a stale id for another name.
   void clear() noexcept;
+
+  // For the persistent store: every entry, and the next id to hand out.
+  struct saved {
+    topic_id id = 0;
+    std::string name;
+    client_knows knows = client_knows::no;
+  };
+  std::vector<saved> save() const;
+  topic_id next_id() const noexcept { return next_id_; }
+  // Replaces the table with saved entries; false (table unchanged) when they are inconsistent:
+  // a reserved or duplicate id or name, an id at or above next_id, or more than max_topics.
+  bool load(const std::vector<saved>& entries, topic_id next_id);
 
  private:
   struct entry {

@@ -3,6 +3,8 @@
 // (gateway/clients_file, gateway/secrets), every error naming the file and line.
 #include "mqttsn/admission.hpp"
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -161,6 +163,17 @@ TEST(ClientsFile, errors_name_the_line_and_never_quote_a_password) {
   EXPECT_EQ(error_of("a password=secret1\n"), "F: line 1: password needs username");
   EXPECT_EQ(error_of("username=x\n"), "F: line 1: the line must start with the client id, not 'username=x'");
   EXPECT_EQ(error_of("# only comments\n\n"), "no error");
+}
+
+TEST(ClientsFile, the_example_in_etc_parses) {
+  std::ifstream in(std::string(MQTTSN_SOURCE_DIR) + "/etc/clients.example");
+  ASSERT_TRUE(in);
+  std::ostringstream text;
+  text << in.rdbuf();
+  const auto f = parse_clients_file(text.str(), "etc/clients.example", {});
+  ASSERT_EQ(f.rules.size(), 4U);
+  EXPECT_EQ(f.rules[2].address, "[fd00::17]:47000");
+  EXPECT_FALSE(f.has_secrets);
 }
 
 TEST(CredentialsFile, lines_and_errors) {

@@ -165,6 +165,8 @@ const std::vector<std::pair<std::string, std::string>> non_default_values = {
     {"broker-password-file", "/etc/mqttsn/broker.password"},
     {"broker-credentials-file", "/etc/mqttsn/credentials"},
     {"clients-file", "/etc/mqttsn/clients"},
+    {"persistence", "/var/lib/mqttsn/sessions.db"},
+    {"persistence-flush-interval", "0.5"},
     {"udp", "127.0.0.1:10000"},
     {"udp", "[::1]:10001"},
     {"multicast", "225.1.1.1:1884"},
@@ -205,6 +207,8 @@ config non_default_config() {
   c.broker_password_file = "/etc/mqttsn/broker.password";
   c.broker_credentials_file = "/etc/mqttsn/credentials";
   c.clients_file = "/etc/mqttsn/clients";
+  c.persistence = "/var/lib/mqttsn/sessions.db";
+  c.persistence_flush_interval = 500ms;
   c.udp = {{"127.0.0.1", 10000}, {"::1", 10001}};
   c.multicast = udp_listen{"225.1.1.1", 1884};
   c.advertise_interval = 900s;
@@ -314,6 +318,8 @@ TEST(ConfigDefaults, struct_holds_the_documented_defaults) {
   EXPECT_EQ(c.broker_password_file, "");
   EXPECT_EQ(c.broker_credentials_file, "");
   EXPECT_EQ(c.clients_file, "");
+  EXPECT_EQ(c.persistence, "");
+  EXPECT_EQ(c.persistence_flush_interval, 1s);
   EXPECT_EQ(c.serial, "");
   EXPECT_EQ(c.serial_baud, 9600u);
   EXPECT_EQ(c.serial_frame, serial_framing::xbee_api2);
@@ -1018,6 +1024,8 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "broker-password-file",
                                                    "broker-credentials-file",
                                                    "clients-file",
+                                                   "persistence",
+                                                   "persistence-flush-interval",
                                                    "udp",
                                                    "multicast",
                                                    "advertise-interval",
@@ -1067,6 +1075,10 @@ TEST(ConfigHelp, help_shows_each_default) {
            "[default: none]",
            "  --clients-file FILE",
            "[default: off: every client]",
+           "  --persistence FILE",
+           "[default: off]",
+           "  --persistence-flush-interval SECONDS",
+           "[default: 1]",
            "  --udp HOST:PORT",
            "[default: 0.0.0.0:1884]",
            "  --multicast GROUP:PORT",

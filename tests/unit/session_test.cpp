@@ -1161,5 +1161,100 @@ TEST_F(Session, state_names_for_logs) {
   EXPECT_STREQ(to_string(session_state::lost), "lost");
 }
 
+// ---------------------------------------------------------------------------------------------
+// persistence: snapshot and restore
+
+TEST_F(Session, only_active_asleep_and_awake_sessions_have_a_snapshot) {
+  EXPECT_FALSE(s().snapshot());
+  ASSERT_EQ(in(connect{false, false, 60, "abc"}), (actions{upstream_connect{false, 60, {}}}));
+  EXPECT_FALSE(s().snapshot());  // connecting: the client will CONNECT again anyway
+  ASSERT_EQ(up(upstream_connected{false}), (actions{raw({0x03, 0x05, 0x00}), report{event::connected, ""}}));
+  ASSERT_TRUE(s().snapshot());
+  EXPECT_FALSE(s().snapshot()->asleep);
+}
+
+TEST_F(Session, a_restored_sleeping_session_reconnects_upstream_and_delivers_on_wake) {
+  connect_with_will(false);
+  subscribe_ok("down/+", qos::at_least_once, 1, 0);
+  go_to_sleep(300);
+  EXPECT_EQ(deliver("down/a", "one", qos::at_least_once), actions{});
+  EXPECT_EQ(deliver("down/b", "two", qos::at_most_once), actions{});
+  const auto snap = s().snapshot();
+  ASSERT_TRUE(snap);
+  EXPECT_TRUE(snap->asleep);
+  EXPECT_EQ(snap->queue.size(), 2U);
+  EXPECT_EQ(snap->subscriptions.size(), 1U);
+
+  // A new gateway: a fresh session takes the snapshot and asks the broker for the session again.
+  counters stats2;
+  session restored("abc", cfg, pre, stats2);
+  const auto later = now + 1h;
+  actions out;
+  ASSERT_TRUE(restored.restore(*snap, later, out));
+  EXPECT_EQ(out, (actions{upstream_connect{false, 60, will_message{"will/abc", payload("bye"), qos::at_least_once, false}}}));
+  EXPECT_EQ(restored.state(), session_state::asleep);
+  EXPECT_EQ(restored.queued(), 2U);
+  // The broker lost the session: the subscription is restored from the session's own record.
+  out = restored.handle(upstream_connected{false}, later);
+  ASSERT_EQ(out.size(), 1U);
+  const auto* resub = std::get_if<upstream_subscribe>(&out[0]);
+  ASSERT_NE(resub, nullptr);
+  EXPECT_EQ(resub->filter, "down/+");
+  // The sensor wakes: REGISTER (it may not know the ids), then the messages, oldest first.
+  out = restored.handle(message{pingreq{"abc"}}, later);
+  ASSERT_EQ(out.size(), 2U);
+  EXPECT_EQ(out[0], (action{report{event::awake, "2 buffered"}}));
+  const auto* reg = std::get_if<send_frame>(&out[1]);
+  ASSERT_NE(reg, nullptr);
+  EXPECT_EQ(type_of(std::get<message>(decode(reg->frame))), msg_type::register_);
+  // The snapshot of the restored session is the one it was made from.
+  const auto again = restored.snapshot();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->queue, snap->queue);
+  EXPECT_EQ(again->subscriptions, snap->subscriptions);
+  EXPECT_EQ(again->will, snap->will);
+}
+
+TEST_F(Session, a_qos2_delivery_waiting_for_pubcomp_resumes_with_pubrel_never_a_second_publish) {
+  connect_active(false);
+  subscribe_ok("q2", qos::exactly_once, 1, 1);
+  const auto first = deliver("q2", "x", qos::exactly_once);
+  ASSERT_EQ(first.size(), 1U);
+  const auto pub = std::get<publish>(std::get<message>(decode(std::get<send_frame>(first[0]).frame)));
+  ASSERT_EQ(in(pubrec{pub.mid}), (actions{frame_of(pubrel{pub.mid})}));
+  const auto snap = s().snapshot();
+  ASSERT_TRUE(snap);
+  ASSERT_EQ(snap->releasing, pub.mid);
+
+  counters stats2;
+  session restored("abc", cfg, pre, stats2);
+  actions out;
+  ASSERT_TRUE(restored.restore(*snap, now, out));
+  EXPECT_EQ(out, (actions{frame_of(pubrel{pub.mid}), upstream_connect{false, 60, {}}}));
+  EXPECT_EQ(restored.handle(message{pubcomp{pub.mid}}, now), actions{});
+  EXPECT_EQ(restored.queued(), 0U);
+}
+
+TEST_F(Session, an_inconsistent_snapshot_is_refused_and_changes_nothing) {
+  session_snapshot bad;
+  bad.client_id = "abc";
+  bad.topics = {{5, "a/b", topic_table::client_knows::yes}};
+  bad.next_topic_id = 3;  // id 5 cannot have been handed out
+  actions out;
+  EXPECT_FALSE(s().restore(bad, now, out));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s().state(), session_state::disconnected);
+  session_snapshot full;
+  full.client_id = "abc";
+  full.queue.resize(cfg.max_queued + 1, session_snapshot::message{"t", {}, qos::at_most_once, false});
+  EXPECT_FALSE(s().restore(full, now, out));
+  session_snapshot releasing_qos1;
+  releasing_qos1.client_id = "abc";
+  releasing_qos1.queue = {{"t", {}, qos::at_least_once, false}};
+  releasing_qos1.releasing = 4;
+  EXPECT_FALSE(s().restore(releasing_qos1, now, out));
+  EXPECT_TRUE(out.empty());
+}
+
 }  // namespace
 }  // namespace mqttsn
