@@ -32,7 +32,7 @@ tools::client_options client_opts(const std::string& id, std::uint16_t keep_aliv
   return itest::traced(tools::client_options{id, keep_alive, 2000ms, 5, {}});
 }
 
-bool wait_serial_open(itest::gateway_process& gw, std::size_t times = 1) {
+bool wait_serial_open(itest::gateway_process& gw, std::size_t times = 1, std::chrono::milliseconds timeout = 10s) {
   return itest::wait_until(
       [&] {
         const auto log = gw.log();
@@ -40,7 +40,7 @@ bool wait_serial_open(itest::gateway_process& gw, std::size_t times = 1) {
         for (auto at = log.find("serial0/: opened"); at != std::string::npos; at = log.find("serial0/: opened", at + 1)) ++n;
         return n >= times;
       },
-      10s);
+      timeout);
 }
 
 // User + system CPU time of a process in clock ticks, from /proc/<pid>/stat.
@@ -285,8 +285,40 @@ TEST(SerialXbee, frames_above_the_radio_payload_are_refused_and_counted) {
   const auto m = c.receive(10s);
   ASSERT_TRUE(m) << gw.log();
   EXPECT_EQ(std::string(m->payload.begin(), m->payload.end()), "small");
-  EXPECT_TRUE(gw.log_contains("refused a")) << gw.log();
+  EXPECT_TRUE(gw.log_contains("refused a 107-byte frame to serial0/")) << gw.log();
   c.disconnect();
+  gw.stop();  // the serial counters are logged when it stops
+  EXPECT_TRUE(gw.log_contains("oversize_refused=1 ")) << gw.log();
+}
+
+// A device absent at start-up is not an error: logged once, retried with backoff while UDP
+// clients are served, opened when it appears.
+TEST(SerialXbee, a_device_absent_at_start_up_is_opened_when_it_appears) {
+  itest::mosquitto_broker broker;
+  itest::temp_dir dir("mqttsn-serial");
+  const auto link = (dir.path() / "xbee0").string();  // where serial_sim will put its link
+  itest::gateway_process gw(broker.uri(), {"--serial", link, "--serial-framing", "xbee-api2", "--serial-baud",
+                                           "115200", "--log-level", "debug"});
+  // Retried (debug lines), warned about once.
+  ASSERT_TRUE(itest::wait_until([&] { return gw.log_contains(": reopen " + link + " failed"); }, 10s)) << gw.log();
+  const auto log = gw.log();
+  const std::string warning = "serial0/: cannot open " + link;
+  const auto at = log.find(warning);
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_EQ(log.find("cannot open", at + warning.size()), std::string::npos) << log;
+  // UDP serves meanwhile.
+  tools::client u(gw.host(), gw.port(), client_opts("udp-sensor"));
+  ASSERT_EQ(u.connect(), return_code::accepted);
+
+  serial_sim sim(dir.path(), "xbee-api2");
+  report_on_failure report(gw, sim);
+  ASSERT_EQ(sim.link(), link);
+  // The backoff doubles from 1 s: the attempt after the device appears comes within 8 s.
+  ASSERT_TRUE(wait_serial_open(gw, 1, 20s)) << gw.log();
+  tools::client c("127.0.0.1", sim.port(), client_opts("late-radio"));
+  ASSERT_EQ(c.connect(), return_code::accepted);
+  c.disconnect();
+  u.disconnect();
 }
 
 // 0x8A: a radio that reset (brown-out, watchdog) has forgotten what the gateway asked it at
