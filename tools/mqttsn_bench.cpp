@@ -553,7 +553,7 @@ struct run_result {
   std::size_t clients = 0, connected = 0, connect_failed = 0;
   double connect_s = 0;
   histogram connect_latency;
-  std::uint64_t sent = 0, retransmissions = 0, rejected = 0, gave_up = 0, send_errors = 0;
+  std::uint64_t sent = 0, retransmissions = 0, rejected = 0, gave_up = 0, send_errors = 0, connect_congestion = 0;
   std::uint64_t delivered = 0, duplicates = 0, foreign = 0, lost_clients = 0;
   double publish_s = 0;
   histogram latency;
@@ -712,6 +712,7 @@ class sn_load {
     r.connect_failed = failed_;
     r.connect_s = static_cast<double>(last_connack - start) / ns_per_s;
     r.connect_latency = connect_latency_;
+    r.connect_congestion = congested_;
   }
 
   // Holds the clients for `seconds` (keep-alive only) and notes the RSS.
@@ -962,6 +963,12 @@ class sn_load {
     std::visit(mqttsn::overloaded{
                    [&](const mqttsn::connack& a) {
                      if (c.st != state::connecting) return;
+                     // Congestion (e.g. the broker connection did not open in time): retry, as a
+                     // client should, when the CONNECT's retransmission timer fires.
+                     if (a.rc == mqttsn::return_code::congestion) {
+                       ++congested_;
+                       return;
+                     }
                      --connecting_;
                      ++connacks_;
                      if (a.rc != mqttsn::return_code::accepted) {
@@ -1085,7 +1092,7 @@ class sn_load {
   std::size_t count_ = 0;
   std::int64_t now_cached_ = 0, last_scan_ = 0;
   std::size_t ready_ = 0, failed_ = 0, connecting_ = 0, inflight_ = 0;
-  std::uint64_t connacks_ = 0, retransmissions_ = 0, rejected_ = 0, gave_up_ = 0, send_errors_ = 0, lost_ = 0;
+  std::uint64_t connacks_ = 0, congested_ = 0, retransmissions_ = 0, rejected_ = 0, gave_up_ = 0, send_errors_ = 0, lost_ = 0;
   histogram connect_latency_;
 };
 
@@ -1428,6 +1435,7 @@ void print_table(const options& o, const std::vector<run_result>& runs, const st
         return fmt_num(static_cast<double>(r.connect_latency.quantile(0.5)) / 1e6, 2) + " / " +
                fmt_num(static_cast<double>(r.connect_latency.quantile(0.99)) / 1e6, 2);
       }, false, none);
+  row("CONNACK congestion", [](const run_result& r) { return std::to_string(r.connect_congestion); }, false, none);
   row("sent", [](const run_result& r) { return std::to_string(r.sent); }, false, none);
   row("delivered", [](const run_result& r) { return std::to_string(r.delivered); }, false, none);
   row("delivered msgs/s", [](const run_result& r) { return fmt_num(r.delivered_per_s()); }, true, [](const run_result& r) { return r.delivered_per_s(); });
@@ -1481,7 +1489,7 @@ void write_json(const std::string& path, const options& o, const std::vector<run
     const auto& r = runs[k];
     auto q = [&](double p) { return fmt_num(static_cast<double>(r.latency.quantile(p)) / 1000.0, 1); };
     f << "    \"" << r.name << "\": {\"clients\": " << r.clients << ", \"connected\": " << r.connected
-      << ", \"connect_failed\": " << r.connect_failed << ", \"connect_s\": " << fmt_num(r.connect_s, 3)
+      << ", \"connect_failed\": " << r.connect_failed << ", \"connect_congestion\": " << r.connect_congestion << ", \"connect_s\": " << fmt_num(r.connect_s, 3)
       << ", \"connect_rate\": " << fmt_num(r.connect_rate(), 1) << ", \"sent\": " << r.sent
       << ", \"delivered\": " << r.delivered << ", \"lost\": " << r.loss() << ", \"duplicates\": " << r.duplicates
       << ", \"retransmissions\": " << r.retransmissions << ", \"rejected\": " << r.rejected
