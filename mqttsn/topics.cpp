@@ -239,18 +239,30 @@ void topic_table::forget_client_knowledge() noexcept {
 std::vector<topic_table::saved> topic_table::save() const {
   std::vector<saved> out;
   out.reserve(by_id_.size());
-  for (const auto& [id, e] : by_id_) out.push_back(saved{id, e.name, e.knows});
+  for (std::size_t i = 0; i < by_id_.size(); ++i) {
+    out.push_back(saved{static_cast<topic_id>(i + 1), by_id_[i].name, by_id_[i].knows});
+  }
   return out;
 }
 
+// The table's ids are dense (1..n, next id n+1), so a snapshot must be too; anything else was not
+// written by save() and is refused rather than guessed at.
 bool topic_table::load(const std::vector<saved>& entries, topic_id next_id) {
-  if (entries.size() > max_topics_ || next_id == 0) return false;
-  std::unordered_map<topic_id, entry> by_id;
-  std::unordered_map<std::string, topic_id, string_hash, std::equal_to<>> by_name;
+  const std::size_t n = entries.size();
+  if (n > max_topics_ || n >= reserved_topic_id_high || next_id != n + 1) return false;
+  std::vector<entry> by_id(n);
+  std::vector<bool> seen(n, false);
   for (const auto& e : entries) {
-    if (e.id == 0 || e.id == 0xFFFF || e.id >= next_id || !is_valid_topic_name(e.name)) return false;
-    if (!by_id.emplace(e.id, entry{e.name, e.knows}).second) return false;
-    if (!by_name.emplace(e.name, e.id).second) return false;
+    if (e.id == 0 || e.id > n || seen[e.id - 1U] || !is_valid_topic_name(e.name)) return false;
+    seen[e.id - 1U] = true;
+    by_id[e.id - 1U] = entry{e.name, e.knows};
+  }
+  std::vector<topic_id> by_name(n);
+  for (std::size_t i = 0; i < n; ++i) by_name[i] = static_cast<topic_id>(i + 1);
+  std::sort(by_name.begin(), by_name.end(),
+            [&by_id](topic_id a, topic_id b) { return by_id[a - 1U].name < by_id[b - 1U].name; });
+  for (std::size_t i = 1; i < n; ++i) {
+    if (by_id[by_name[i] - 1U].name == by_id[by_name[i - 1] - 1U].name) return false;  // a duplicate name
   }
   by_id_ = std::move(by_id);
   by_name_ = std::move(by_name);

@@ -95,7 +95,8 @@ class topic_table {
   std::vector<saved> save() const;
   topic_id next_id() const noexcept { return next_id_; }
   // Replaces the table with saved entries; false (table unchanged) when they are inconsistent:
-  // a reserved or duplicate id or name, an id at or above next_id, or more than max_topics.
+  // ids not exactly 1..n with next_id n+1 (as save() writes them), a duplicate name, an invalid
+  // name, or more than max_topics.
   bool load(const std::vector<saved>& entries, topic_id next_id);
 
  private:
