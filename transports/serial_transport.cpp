@@ -355,6 +355,10 @@ void serial_transport::arm_idle() {
   idle_timer_.expires_after(idle_gap_);
   idle_timer_.async_wait([this, gen](boost::system::error_code ec) {
     if (ec || stopped_ || gen != generation_) return;
+    // A handler already queued when more bytes re-armed (or cancelled) the timer still runs with
+    // success: only the current wait, with a frame still partial, may drop anything.
+    if (idle_timer_.expiry() > boost::asio::steady_timer::clock_type::now()) return;
+    if (!(xbee_ ? xbee_->mid_frame() : raw_->mid_frame())) return;
     std::vector<fr::bytes> frames;
     if (xbee_) {
       xbee_->on_idle(frames);
