@@ -157,6 +157,22 @@ int main(int argc, char* argv[]) {
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(to_spdlog(cfg.level));
 
+  // Secrets and the clients file are configuration too: a bad one stops the daemon before any
+  // socket or device is opened.
+  gateway::paho_settings settings;
+  settings.broker = cfg.broker;
+  settings.gateway_client_id = cfg.effective_upstream_client_id();
+  settings.status_topic = cfg.effective_status_topic();
+  settings.connect_timeout = cfg.connect_timeout;
+  std::optional<mqttsn::admission> admission;
+  try {
+    apply_broker_security(cfg, settings);
+    if (!cfg.clients_file.empty()) admission = load_clients_file(cfg, settings);
+  } catch (const gateway::config_error& e) {
+    std::cerr << "mqttsn-gateway: " << e.what() << '\n';
+    return 2;
+  }
+
   boost::asio::io_context io(1);
 
   std::vector<std::unique_ptr<transports::transport>> transports;
@@ -194,19 +210,6 @@ int main(int argc, char* argv[]) {
     transports.push_back(std::make_unique<transports::serial_transport>(io, "serial0/", std::move(options)));
   }
 
-  gateway::paho_settings settings;
-  settings.broker = cfg.broker;
-  settings.gateway_client_id = cfg.effective_upstream_client_id();
-  settings.status_topic = cfg.effective_status_topic();
-  settings.connect_timeout = cfg.connect_timeout;
-  std::optional<mqttsn::admission> admission;
-  try {
-    apply_broker_security(cfg, settings);
-    if (!cfg.clients_file.empty()) admission = load_clients_file(cfg, settings);
-  } catch (const gateway::config_error& e) {
-    std::cerr << "mqttsn-gateway: " << e.what() << '\n';
-    return 2;
-  }
   // Transparent: one broker connection per client; aggregating: all clients on one shared one.
   const bool aggregating = cfg.mode == gateway::gateway_mode::aggregating;
   std::unique_ptr<gateway::upstream> upstream;
