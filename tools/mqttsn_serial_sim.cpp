@@ -214,14 +214,7 @@ class simulator {
   // --verbose: "12:34:56.789 what: 7E 00 ..." on stdout (the test harness keeps it as the log).
   void trace(std::string_view what, std::span<const std::uint8_t> data) const {
     if (!o_.verbose) return;
-    const auto now = std::chrono::system_clock::now();
-    const auto t = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    ::localtime_r(&t, &tm);
-    char stamp[32];
-    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-    std::cout << stamp << ' ' << what << " (" << data.size() << "): " << tools::to_hex(data) << '\n' << std::flush;
+    std::cout << tools::wall_clock_stamp() << ' ' << what << " (" << data.size() << "): " << tools::to_hex(data) << '\n' << std::flush;
   }
 
   fr::xbee_mode mode() const { return o_.f == framing::api1 ? fr::xbee_mode::api1 : fr::xbee_mode::api2; }

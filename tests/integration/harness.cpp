@@ -42,13 +42,6 @@ const bool log_levels_from_env = [] {
   throw std::system_error(errno, std::generic_category(), what);
 }
 
-sockaddr_in loopback(std::uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
 
 // RAII for a plain socket descriptor.
 struct fd_guard {
@@ -129,6 +122,14 @@ class spawner {
 };
 
 }  // namespace
+
+sockaddr_in loopback(std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
 
 pid_t spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& log) {
   if (argv.empty()) fail("spawn_process: no program");

@@ -22,6 +22,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <netinet/in.h>
 #include <sys/types.h>
 
 namespace mqtt {
@@ -34,6 +35,8 @@ using namespace std::chrono_literals;
 
 // A port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
 std::uint16_t free_port(bool udp);
+// 127.0.0.1:port (0: any port) as a socket address.
+sockaddr_in loopback(std::uint16_t port);
 
 // Polls `pred` every ~5 ms until it holds or `timeout` passes; returns its last value.
 template <class P>

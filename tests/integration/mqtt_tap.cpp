@@ -1,5 +1,7 @@
 #include "tests/integration/mqtt_tap.hpp"
 
+#include "tests/integration/harness.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,14 +18,6 @@
 namespace itest {
 
 namespace {
-
-sockaddr_in loopback(std::uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
 
 // Writes everything (blocking; the peers are local test processes that keep reading).
 bool write_all(int fd, const std::uint8_t* data, std::size_t n) {

@@ -26,13 +26,7 @@ namespace {
 class client_trace {
  public:
   void add(const std::string& who, std::string_view line) {
-    const auto now = std::chrono::system_clock::now();
-    const auto t = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    ::localtime_r(&t, &tm);
-    char stamp[32];
-    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+    const std::string stamp = tools::wall_clock_stamp();
     const std::lock_guard lock(mutex_);
     const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
     const std::string name = test != nullptr ? std::string(test->name()) : std::string();
@@ -40,7 +34,7 @@ class client_trace {
       text_.clear();
       test_ = name;
     }
-    text_ += std::string(stamp) + ' ' + who + ": " + std::string(line) + '\n';
+    text_ += stamp + ' ' + who + ": " + std::string(line) + '\n';
   }
   std::string text() const {
     const std::lock_guard lock(mutex_);

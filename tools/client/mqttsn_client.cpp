@@ -7,7 +7,9 @@
 #include <charconv>
 #include <climits>
 #include <cmath>
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <cstring>
 #include <utility>
 
@@ -76,6 +78,17 @@ std::string describe(mqttsn::return_code rc) {
   std::snprintf(buf, sizeof buf, "rejected: reserved return code 0x%02X",
                 static_cast<unsigned>(rc));
   return buf;
+}
+
+std::string wall_clock_stamp() {
+    const auto now = std::chrono::system_clock::now();
+    const auto t = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    ::localtime_r(&t, &tm);
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return stamp;
 }
 
 std::string to_hex(std::span<const std::uint8_t> frame) {

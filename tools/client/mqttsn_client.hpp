@@ -95,6 +95,8 @@ enum class client_state : std::uint8_t { disconnected, connected, asleep };
 std::string describe(mqttsn::return_code rc);
 // "0C 04 04 01", for debug output.
 std::string to_hex(std::span<const std::uint8_t> frame);
+// "12:34:56.789", local wall-clock time for trace lines of tests and tools.
+std::string wall_clock_stamp();
 
 // ---- helpers shared by the command-line tools (mqttsn-pub, mqttsn-sub) ----
 namespace cli {
