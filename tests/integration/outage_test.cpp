@@ -115,7 +115,11 @@ class outage_run {
     broker_ = std::make_unique<mosquitto_broker>(bo);
     tap_ = std::make_unique<mqtt_tap>(broker_->port());
     tap_->set_instance(instance_);
-    std::vector<std::string> args{"--mode", mode_};
+    // After an outage the broker hands over its backlog for a subscriber at broker speed, faster
+    // than a sensor takes it (one message in flight): the per-client queue must hold a whole
+    // stream. With the default 100, a slow run (ASan) dropped QoS 2 messages there, counted and
+    // logged as the last resort (docs/robustness.md); that bound is not what this test is about.
+    std::vector<std::string> args{"--mode", mode_, "--sleep-buffer", std::to_string(plan_.phase1 + plan_.phase2)};
     // MQTTSN_OUTAGE_LOG=DIR: the gateway logs frames (trace) and its log is kept in DIR.
     if (const char* dir = std::getenv("MQTTSN_OUTAGE_LOG")) {
       keep_log_ = std::string(dir) + "/outage-" + mode_ + ".log";
@@ -181,6 +185,7 @@ class outage_run {
     const auto st = gateway_->stats();
     EXPECT_EQ(st.at("connects"), 4U);
     EXPECT_EQ(st.at("takeovers"), 0U);
+    EXPECT_EQ(st.contains("dropped_qos12") ? st.at("dropped_qos12") : 0U, 0U) << "a client's queue overflowed";
     EXPECT_EQ(st.at("lost_keep_alive") + st.at("lost_retries"), 0U);
     EXPECT_EQ(sensor_errors_.load(), 0);
   }
@@ -255,7 +260,8 @@ class outage_run {
   void start_publisher() {
     publisher_ = std::make_unique<mqtt::async_client>(tap_->uri(), "outage-publisher",
                                                       static_cast<mqtt::iclient_persistence*>(nullptr));
-    ASSERT_TRUE(publisher_connect());
+    // Paho C 1.3.12 opens a second connection of a process only after 1-2 s (README): retry.
+    ASSERT_TRUE(wait_until([&] { return publisher_connect(); }, 20s));
     threads_.emplace_back([this] {
       for (int i = 0; !stop_;) {
         if (i >= limit_) {
@@ -276,9 +282,9 @@ class outage_run {
     o.set_mqtt_version(MQTTVERSION_3_1_1);
     o.set_clean_session(false);
     o.set_keep_alive_interval(30);
-    o.set_connect_timeout(2);
+    o.set_connect_timeout(5);
     try {
-      return publisher_->connect(o)->wait_for(3s) && publisher_->is_connected();
+      return publisher_->connect(o)->wait_for(6s) && publisher_->is_connected();
     } catch (const mqtt::exception&) {
       return false;
     }
