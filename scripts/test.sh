@@ -42,7 +42,7 @@ done_step tests
 
 section "3/5 ASan + UBSan build (build-asan/) and test suite"
 bash scripts/build.sh build-asan -DMQTTSN_SANITIZE=ON
-ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:fast_unwind_on_malloc=0:malloc_context_size=30} \
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   ctest --test-dir build-asan --output-on-failure --no-tests=error -j "$jobs" -LE soak
 done_step sanitizers
