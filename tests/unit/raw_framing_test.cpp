@@ -172,6 +172,18 @@ TEST(raw_framing, encapsulated_frame_above_the_maximum_is_dropped) {
             std::vector<bytes>{hex("05 FE 01 AB CD 03 01 00")});
 }
 
+TEST(raw_framing, long_length_that_cannot_fit_behind_encapsulation_is_rejected_at_once) {
+  // max 8: a 6-byte encapsulation header leaves room for a 2-byte frame, not for a long-form one
+  // (at least 4 bytes). Found by fuzz_raw_framing: the buffer reached the bound mid-frame.
+  raw_deframer d(8);
+  std::vector<bytes> frames;
+  d.feed(hex("06 FE 01 AB CD EF 01 00"), frames);
+  EXPECT_TRUE(frames.empty());
+  EXPECT_LT(d.buffered(), d.max_frame_size());
+  EXPECT_EQ(d.buffered(), 2U);  // 01 00: a long Length of its own, still waiting for its low byte
+  EXPECT_EQ(d.counters(), (raw_deframer_counters{.bytes_skipped = 6, .bad_length = 6}));
+}
+
 TEST(raw_framing, encapsulation_header_shorter_than_three_is_rejected) {
   raw_deframer d;
   std::vector<bytes> frames;

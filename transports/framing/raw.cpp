@@ -82,6 +82,9 @@ raw_deframer::verdict raw_deframer::examine() {
   if (first == 0) return verdict::invalid;
 
   if (first == long_length_marker) {
+    // Behind encapsulation headers even the shortest long frame may not fit: say so now, before
+    // its Length bytes fill the buffer up to the bound.
+    if (segment_ + min_long_frame_size > max_frame_size_) return verdict::invalid;
     if (have < long_length_size) return verdict::need_more;
     const std::size_t length =
         (static_cast<std::size_t>(buffer_[segment_ + 1]) << 8U) | buffer_[segment_ + 2];
