@@ -430,17 +430,6 @@ int tcp_connect(const std::string& uri) {
   return fd;
 }
 
-bool write_all(int fd, const wire::bytes& b) {
-  std::size_t done = 0;
-  while (done < b.size()) {
-    const auto n = ::send(fd, b.data() + done, b.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // The broker-side MQTT subscriber that measures every run (P/# at the run's QoS), on a thread and
 // a connection of its own, so nothing it measures shares them.
 class measuring_subscriber {
@@ -451,7 +440,7 @@ class measuring_subscriber {
     wire::bytes out;
     wire::append_connect(out, "mqttsn-bench-sub-" + std::to_string(::getpid()), 60);
     wire::append_subscribe(out, 1, filter, qos);
-    if (!write_all(fd_, out)) throw std::runtime_error("measuring subscriber: cannot send to " + uri);
+    if (!itest::send_all(fd_, out)) throw std::runtime_error("measuring subscriber: cannot send to " + uri);
     // CONNACK, then SUBACK, within 10 s.
     const auto deadline = now_ns() + 10 * ns_per_s;
     bool subscribed = false;
@@ -479,7 +468,7 @@ class measuring_subscriber {
     thread_.join();
     wire::bytes out;
     wire::append_simple(out, wire::disconnect);
-    write_all(fd_, out);
+    itest::send_all(fd_, out);
     ::close(fd_);
   }
   measuring_subscriber(const measuring_subscriber&) = delete;
@@ -525,7 +514,7 @@ class measuring_subscriber {
         last_ping = t;
       }
       if (!out.empty()) {
-        write_all(fd_, out);
+        itest::send_all(fd_, out);
         out.clear();
       }
     }

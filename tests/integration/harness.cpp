@@ -131,6 +131,16 @@ sockaddr_in loopback(std::uint16_t port) {
   return a;
 }
 
+bool send_all(int fd, std::span<const std::uint8_t> data) {
+  while (!data.empty()) {
+    const auto n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data = data.subspan(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
 pid_t spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& log) {
   if (argv.empty()) fail("spawn_process: no program");
   // Everything the child needs is prepared here: after fork() it may only make

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -37,6 +38,8 @@ using namespace std::chrono_literals;
 std::uint16_t free_port(bool udp);
 // 127.0.0.1:port (0: any port) as a socket address.
 sockaddr_in loopback(std::uint16_t port);
+// Sends all of `data` on a blocking stream socket (EINTR retried); false when the peer is gone.
+bool send_all(int fd, std::span<const std::uint8_t> data);
 
 // Polls `pred` every ~5 ms until it holds or `timeout` passes; returns its last value.
 template <class P>

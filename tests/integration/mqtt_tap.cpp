@@ -17,22 +17,6 @@
 
 namespace itest {
 
-namespace {
-
-// Writes everything (blocking; the peers are local test processes that keep reading).
-bool write_all(int fd, const std::uint8_t* data, std::size_t n) {
-  while (n > 0) {
-    const auto w = ::send(fd, data, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    data += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
-}  // namespace
-
 // One relayed connection: the client's socket, the broker's, and a packet parser per direction.
 struct mqtt_tap::pair {
   enum dir : std::uint8_t { to_broker = 0, to_client = 1 };
@@ -239,7 +223,7 @@ void mqtt_tap::run() {
         const auto len = static_cast<std::size_t>(n);
         p.buf[d].insert(p.buf[d].end(), chunk.begin(), chunk.begin() + n);
         parse(p, d);
-        if (!write_all(to, chunk.data(), len)) closed = true;
+        if (!send_all(to, std::span(chunk.data(), len))) closed = true;
       }
       if (closed) dead.push_back(k);
     }
