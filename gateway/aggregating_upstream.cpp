@@ -51,6 +51,12 @@ void aggregating_upstream::stop(std::chrono::milliseconds timeout) { shared_->st
 
 // ---- intents ----
 
+void aggregating_upstream::restore_subscriptions(const std::string& client_id,
+                                                 const std::vector<std::pair<std::string, mqttsn::qos>>& filters) {
+  if (client_id.empty()) return;
+  for (const auto& [filter, q] : filters) table_.hold(client_id, filter, q);
+}
+
 void aggregating_upstream::connect(const std::string& client_id, const mqttsn::upstream_connect& c) {
   if (client_id.empty()) {
     spdlog::warn("upstream: connect with an empty client id ignored (reserved for the gateway connection)");

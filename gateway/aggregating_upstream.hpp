@@ -67,6 +67,11 @@ class aggregating_upstream final : public upstream {
   void start(event_handler on_event) override;
   void stop(std::chrono::milliseconds timeout) override;
 
+  // A restored session's subscriptions go into the table as held (no SUBSCRIBE): its connect()
+  // then answers session_present = true. If the broker lost the shared session after all, the
+  // whole table is SUBSCRIBEd again as for any lost session.
+  void restore_subscriptions(const std::string& client_id,
+                             const std::vector<std::pair<std::string, mqttsn::qos>>& filters) override;
   void connect(const std::string& client_id, const mqttsn::upstream_connect& c) override;
   void publish(const std::string& client_id, const mqttsn::upstream_publish& p) override;
   void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) override;

@@ -92,8 +92,13 @@ void gateway::start() {
   for (auto& t : transports_) {
     t->start([this](const std::string& from, std::span<const std::uint8_t> frame) { on_frame(from, frame); });
   }
-  up_.start([this](const std::string& client_id, mqttsn::upstream_event e) { on_upstream(client_id, std::move(e)); });
+  // Sessions from the store first: the upstream learns their subscriptions before its
+  // connection can deliver what the broker kept for them (aggregating mode's fan-out table).
   restore_sessions();
+  up_.start([this](const std::string& client_id, mqttsn::upstream_event e) { on_upstream(client_id, std::move(e)); });
+  restoring_ = true;  // their upstream connects: one summary line, not one line per session
+  execute();
+  restoring_ = false;
   arm_flush_timer();
   arm_stats_timer();
   arm_advertise_timer();
@@ -166,8 +171,9 @@ void gateway::execute() {
                      if (!r.to.empty()) send(r.to, f.frame);
                    },
                    [&](const mqttsn::upstream_connect& c) {
-                     spdlog::info("client {} ({}): connecting to the broker (clean session {}, keep-alive {} s{})",
-                                  r.client_id, r.to, c.clean_session, c.keep_alive, c.will ? ", will" : "");
+                     spdlog::log(restoring_ ? spdlog::level::debug : spdlog::level::info,
+                                 "client {} ({}): connecting to the broker (clean session {}, keep-alive {} s{})",
+                                 r.client_id, r.to, c.clean_session, c.keep_alive, c.will ? ", will" : "");
                      up_.connect(r.client_id, c);
                    },
                    [&](const mqttsn::upstream_publish& p) { up_.publish(r.client_id, p); },
@@ -222,7 +228,9 @@ void gateway::arm_session_timer() {
 }
 
 // Sessions from the store: each is restored as it was (active or asleep) at its last address and
-// asks the broker for its session again. What cannot be restored is reported and dropped.
+// asks the broker for its session again (the actions are executed by start(), once the upstream
+// runs); the upstream learns the kept sessions' subscriptions now. What cannot be restored is
+// reported once and removed from the store.
 void gateway::restore_sessions() {
   if (store_ == nullptr) return;
   const auto started = std::chrono::steady_clock::now();
@@ -235,6 +243,7 @@ void gateway::restore_sessions() {
   }
   std::size_t restored = 0, asleep = 0, messages = 0, topics = 0, subscriptions = 0;
   std::vector<session_store::change> dropped;
+  for (const auto& id : loaded.damaged) dropped.emplace_back(id, std::nullopt);  // reported below, once
   const auto now = mqttsn::clock::now();
   for (const auto& st : loaded.sessions) {
     if (!table_.restore(st.snapshot, st.endpoint, now, out_)) {
@@ -242,6 +251,12 @@ void gateway::restore_sessions() {
                                 "': not restorable (table full, refused by the clients file, or inconsistent)");
       dropped.emplace_back(st.snapshot.client_id, std::nullopt);
       continue;
+    }
+    if (!st.snapshot.clean_session && !st.snapshot.subscriptions.empty()) {
+      std::vector<std::pair<std::string, mqttsn::qos>> filters;
+      filters.reserve(st.snapshot.subscriptions.size());
+      for (const auto& sub : st.snapshot.subscriptions) filters.emplace_back(sub.filter, sub.q);
+      up_.restore_subscriptions(st.snapshot.client_id, filters);
     }
     ++restored;
     asleep += st.snapshot.asleep ? 1 : 0;
@@ -253,9 +268,9 @@ void gateway::restore_sessions() {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   spdlog::info(
       "persistence {}: restored {} session(s) ({} asleep) with {} buffered message(s), {} topic registration(s), {} "
-      "subscription(s) in {} ms; {} not restorable",
-      store_->path(), restored, asleep, messages, topics, subscriptions, ms.count(), loaded.problems.size());
-  execute();
+      "subscription(s) in {} ms; {} not restorable{}",
+      store_->path(), restored, asleep, messages, topics, subscriptions, ms.count(), loaded.problems.size(),
+      loaded.problems.empty() ? "" : " (removed from the store)");
   table_.take_changed();  // what was just read needs no writing back
   try {
     store_->write(dropped);

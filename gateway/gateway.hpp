@@ -82,6 +82,7 @@ class gateway {
   bool broker_up_ = false;  // the gateway-level connection
   std::uint64_t encapsulated_in_ = 0;
   bool stopped_ = false;
+  bool restoring_ = false;  // executing the restored sessions' actions (their log lines at debug)
 };
 
 // Forwarder encapsulation (spec §5.5) at the edge: a client behind a forwarder is addressed as

@@ -121,6 +121,20 @@ mqttsn::admission load_clients_file(const gateway::config& cfg, gateway::paho_se
   if (parsed.has_secrets) {
     if (auto w = gateway::world_readable_warning("--clients-file", cfg.clients_file)) spdlog::warn("{}", *w);
   }
+  if (!parsed.logins.empty() && cfg.mode == gateway::gateway_mode::aggregating) {
+    std::string ids;  // the first few, so that the line stays a line
+    std::size_t named = 0;
+    for (const auto& [id, c] : parsed.logins) {
+      if (named++ == 10) {
+        ids += ", ...";
+        break;
+      }
+      ids += (ids.empty() ? "" : ", ") + id;
+    }
+    spdlog::warn("{}: the broker logins of {} client(s) ({}) are ignored in aggregating mode (one shared broker "
+                 "connection, which logs in with --broker-username)",
+                 where, parsed.logins.size(), ids);
+  }
   for (auto& [id, c] : parsed.logins) {
     if (settings.client_logins.contains(id)) {
       throw gateway::config_error(where + ": client '" + id + "' also has a line in --broker-credentials-file");

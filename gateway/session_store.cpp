@@ -11,7 +11,8 @@ namespace gateway {
 
 namespace {
 
-constexpr int schema_version = 1;
+// 2: queue.mid (the msg id a message was last sent with, so a resend keeps it).
+constexpr int schema_version = 2;
 
 // Every table is keyed by the client id; a session's rows are replaced as a whole.
 constexpr const char* schema = R"(
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
   type INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (client_id, seq));
 CREATE TABLE IF NOT EXISTS queue (
   client_id TEXT NOT NULL, seq INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
-  qos INTEGER NOT NULL, retain INTEGER NOT NULL, PRIMARY KEY (client_id, seq));
+  qos INTEGER NOT NULL, retain INTEGER NOT NULL, mid INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (client_id, seq));
 CREATE TABLE IF NOT EXISTS qos2_received (
   client_id TEXT NOT NULL, mid INTEGER NOT NULL, PRIMARY KEY (client_id, mid));
 )";
@@ -115,8 +116,13 @@ session_store::session_store(const std::string& path) : path_(path) {
     exec(schema);
     statement get(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (get.step()) {
-      if (get.integer(0) != schema_version) {
-        throw std::runtime_error("schema version " + std::to_string(get.integer(0)) + ", this gateway reads " +
+      const auto found = get.integer(0);
+      if (found == 1) {
+        // Version 1 had no queue.mid: its messages count as never sent (as version 1 resent them).
+        exec("BEGIN; ALTER TABLE queue ADD COLUMN mid INTEGER NOT NULL DEFAULT 0; "
+             "UPDATE meta SET value = 2 WHERE key = 'schema_version'; COMMIT");
+      } else if (found != schema_version) {
+        throw std::runtime_error("schema version " + std::to_string(found) + ", this gateway reads " +
                                  std::to_string(schema_version));
       }
     } else {
@@ -217,16 +223,17 @@ session_store::loaded session_store::load() {
     }
   }
   {
-    statement q(db_, "SELECT client_id, topic, payload, qos, retain FROM queue ORDER BY client_id, seq");
+    statement q(db_, "SELECT client_id, topic, payload, qos, retain, mid FROM queue ORDER BY client_id, seq");
     while (q.step()) {
       auto it = by_id.find(q.text(0));
       if (it == by_id.end()) continue;
       const auto qos = to_qos(q.integer(3));
-      if (!qos || !mqttsn::is_valid_topic_name(q.text(1))) {
+      if (!qos || !mqttsn::is_valid_topic_name(q.text(1)) || !in_u16(q.integer(5))) {
         bad[it->first] = "an invalid buffered message";
         continue;
       }
-      it->second.snapshot.queue.push_back({q.text(1), q.blob(2), *qos, q.integer(4) != 0});
+      it->second.snapshot.queue.push_back(
+          {q.text(1), q.blob(2), *qos, q.integer(4) != 0, static_cast<mqttsn::msg_id>(q.integer(5))});
     }
   }
   {
@@ -245,7 +252,10 @@ session_store::loaded session_store::load() {
     if (auto b = bad.find(id); b != bad.end()) continue;
     out.sessions.push_back(std::move(st));
   }
-  for (const auto& [id, why] : bad) out.problems.push_back("client '" + id + "': " + why + " in the store");
+  for (const auto& [id, why] : bad) {
+    out.problems.push_back("client '" + id + "': " + why + " in the store");
+    out.damaged.push_back(id);
+  }
   return out;
 }
 
@@ -264,7 +274,8 @@ void session_store::write(const std::vector<change>& changes) {
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     statement ins_t(db_, "INSERT INTO topics (client_id, id, name, knows) VALUES (?, ?, ?, ?)");
     statement ins_sub(db_, "INSERT INTO subscriptions (client_id, seq, filter, qos, type, id) VALUES (?, ?, ?, ?, ?, ?)");
-    statement ins_q(db_, "INSERT INTO queue (client_id, seq, topic, payload, qos, retain) VALUES (?, ?, ?, ?, ?, ?)");
+    statement ins_q(db_,
+                    "INSERT INTO queue (client_id, seq, topic, payload, qos, retain, mid) VALUES (?, ?, ?, ?, ?, ?, ?)");
     statement ins_2(db_, "INSERT INTO qos2_received (client_id, mid) VALUES (?, ?)");
     for (const auto& [id, st] : changes) {
       for (auto* d : {&del_s, &del_t, &del_sub, &del_q, &del_2}) d->bind(1, id).run();
@@ -296,7 +307,7 @@ void session_store::write(const std::vector<change>& changes) {
       seq = 0;
       for (const auto& m : s.queue) {
         ins_q.bind(1, id).bind(2, seq++).bind(3, m.topic).bind(4, m.payload).bind(5, static_cast<int>(m.q));
-        ins_q.bind(6, m.retain ? 1 : 0).run();
+        ins_q.bind(6, m.retain ? 1 : 0).bind(7, m.mid).run();
       }
       for (auto mid : s.qos2_received) ins_2.bind(1, id).bind(2, mid).run();
     }

@@ -1,8 +1,9 @@
 // The persistent store of sessions (--persistence FILE): one SQLite database holding, per client,
 // what mqttsn::session_snapshot carries (topic registrations, subscriptions, will, the messages
-// waiting for it, in-flight QoS 2 ids) and its transport address. Writes come in batches: the
-// gateway collects the sessions that changed and writes them in one transaction every
-// --persistence-flush-interval (and at shutdown), never one fsync per message. WAL journal with
+// waiting for it and the msg id of the one sent, in-flight QoS 2 ids) and its transport address.
+// Writes come in batches: the gateway collects the sessions that changed and writes them in one
+// transaction every --persistence-flush-interval (and at shutdown), never one fsync per message.
+// A database of schema version 1 is upgraded in place when opened. WAL journal with
 // synchronous=NORMAL: a killed process loses nothing written; a power cut may lose the last
 // batches. Runs on the gateway's thread; owns the database handle only.
 #pragma once
@@ -35,6 +36,7 @@ class session_store {
   struct loaded {
     std::vector<stored> sessions;
     std::vector<std::string> problems;  // sessions not restorable, with why (never invented)
+    std::vector<std::string> damaged;   // their client ids: write() them as deletions once reported
   };
   loaded load();
 

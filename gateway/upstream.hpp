@@ -8,6 +8,8 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "mqttsn/session.hpp"
 
@@ -30,6 +32,14 @@ class upstream {
   virtual void start(event_handler on_event) = 0;
   // Disconnects everything cleanly (the status topic goes "offline" first); waits at most `timeout`.
   virtual void stop(std::chrono::milliseconds timeout) = 0;
+
+  // Before start(): a session restored from the persistent store with a kept broker session
+  // (clean session false) holds these subscriptions (filter, QoS). Its upstream_connect follows.
+  // Transparent mode has nothing to do (each client's broker session holds its own); aggregating
+  // mode puts them in its fan-out table, so what the broker kept for the shared session while the
+  // gateway was down is routed as soon as it arrives, with no SUBSCRIBE sent again.
+  virtual void restore_subscriptions(const std::string& /*client_id*/,
+                                     const std::vector<std::pair<std::string, mqttsn::qos>>& /*filters*/) {}
 
   // Per-client intents (see docs/protocol-core.md, "Contract with the runtime").
   virtual void connect(const std::string& client_id, const mqttsn::upstream_connect& c) = 0;

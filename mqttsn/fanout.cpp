@@ -20,7 +20,7 @@ qos fanout::highest(const entry& e) {
   return from_level(best);
 }
 
-qos fanout::subscribe(std::string_view client, std::string_view filter, qos q) {
+fanout::entry& fanout::add_holder(std::string_view client, std::string_view filter, qos q) {
   auto it = filters_.find(filter);
   if (it == filters_.end()) {
     it = filters_.emplace(std::string(filter), entry{}).first;
@@ -36,6 +36,17 @@ qos fanout::subscribe(std::string_view client, std::string_view filter, qos q) {
   auto c = by_client_.find(client);
   if (c == by_client_.end()) c = by_client_.emplace(std::string(client), std::set<std::string, std::less<>>{}).first;
   c->second.emplace(filter);
+  return e;
+}
+
+void fanout::hold(std::string_view client, std::string_view filter, qos q) {
+  entry& e = add_holder(client, filter, q);
+  if (auto l = e.latest.find(client); l != e.latest.end()) e.latest.erase(l);
+  e.upstream = highest(e);
+}
+
+qos fanout::subscribe(std::string_view client, std::string_view filter, qos q) {
+  entry& e = add_holder(client, filter, q);
   e.latest.clear();
   e.latest.emplace(client);
   e.seq = next_seq_++;

@@ -16,6 +16,8 @@
 //     the matching filters). A message with RETAIN=1 is a retained copy sent because of a
 //     SUBSCRIBE: it goes only to the clients of the most recent SUBSCRIBE (subscribe() or
 //     restore()) among the matching filters that still hold that filter.
+//   - hold(): a holder the broker already knows of (restored at startup): no SUBSCRIBE, not
+//     among the clients of the most recent SUBSCRIBE.
 //   - restore(): every filter at its holders' maximum QoS, for a broker that lost the session; the
 //     retained copies that follow go to all holders (each would have re-subscribed on its own).
 #pragma once
@@ -49,6 +51,10 @@ class fanout {
   // `client` holds `filter` at `q` (0..2; a client subscribing again replaces its QoS). Returns the
   // QoS to SUBSCRIBE the filter with upstream, now.
   qos subscribe(std::string_view client, std::string_view filter, qos q);
+  // `client` holds `filter` at `q` in a broker session that has it already (a session restored
+  // from the persistent store while the broker kept the shared session): nothing to SUBSCRIBE,
+  // and, no SUBSCRIBE being sent, no retained copies to expect for it.
+  void hold(std::string_view client, std::string_view filter, qos q);
   // `client` no longer holds `filter`. True when nobody does any more: UNSUBSCRIBE it upstream.
   // False also when the client did not hold it.
   bool unsubscribe(std::string_view client, std::string_view filter);
@@ -79,6 +85,7 @@ class fanout {
     qos upstream = qos::at_most_once;
   };
   static qos highest(const entry& e);
+  entry& add_holder(std::string_view client, std::string_view filter, qos q);
   void erase(std::map<std::string, entry, std::less<>>::iterator it);
 
   std::map<std::string, entry, std::less<>> filters_;

@@ -738,7 +738,7 @@ void session::enqueue(upstream_message&& e, actions& out) {
     if (index < awake_quota_) --awake_quota_;
     queue_.erase(victim);
   }
-  queue_.push_back(queued_message{std::move(e.topic), std::move(e.payload), e.q, e.retain, 0});
+  queue_.push_back(queued_message{std::move(e.topic), std::move(e.payload), e.q, e.retain, 0, 0});
 }
 
 void session::pump(time_point now, actions& out) {
@@ -807,9 +807,10 @@ void session::pump(time_point now, actions& out) {
     }
 
     const bool acked = m.q != qos::at_most_once;
-    const msg_id mid = acked ? next_mid() : msg_id{0};
+    const bool resend = acked && m.mid != 0;  // sent before, never acknowledged
+    const msg_id mid = !acked ? msg_id{0} : resend ? m.mid : next_mid();
     bytes frame;
-    encode(publish{false, m.q, m.retain, type, *id, mid, m.payload}, frame);
+    encode(publish{resend, m.q, m.retain, type, *id, mid, m.payload}, frame);
     if (frame.empty() || frame.size() > config_.max_frame_size) {
       ++stats_.frames_too_large;
       drop_front("message too large for the link", out);
@@ -822,6 +823,7 @@ void session::pump(time_point now, actions& out) {
       finish_front(now, out);
       continue;
     }
+    m.mid = mid;
     inflight f;
     f.step = inflight::stage::publishing;
     f.mid = mid;
@@ -894,8 +896,10 @@ void session::on_puback(const puback& m, time_point now, actions& out) {
     finish_front(now, out);
   } else if (m.rc == return_code::invalid_topic_id && inflight_->type == topic_id_type::normal &&
              ++queue_.front().rejections <= config_.retry_count) {
-    // The client lost the mapping (e.g. a reordered datagram): REGISTER again, then resend.
+    // The client lost the mapping (e.g. a reordered datagram): REGISTER again, then resend as a
+    // new PUBLISH (the client refused this one: it holds nothing under its msg id).
     topics_.set_known(inflight_->id, topic_table::client_knows::no);
+    queue_.front().mid = 0;
     inflight_.reset();
   } else {
     drop_front("client rejected the message", out);
@@ -973,7 +977,7 @@ std::optional<session_snapshot> session::snapshot() const {
   s.topics = topics_.save();
   s.next_topic_id = topics_.next_id();
   for (const auto& sub : subscriptions_) s.subscriptions.push_back({sub.filter, sub.q, sub.type, sub.id});
-  for (const auto& m : queue_) s.queue.push_back({m.topic, m.payload, m.q, m.retain});
+  for (const auto& m : queue_) s.queue.push_back({m.topic, m.payload, m.q, m.retain, m.mid});
   if (inflight_ && inflight_->step == inflight::stage::releasing) s.releasing = inflight_->mid;
   for (const auto& [mid, rec_sent] : qos2_received_) {
     if (rec_sent) s.qos2_received.push_back(mid);
@@ -985,6 +989,11 @@ std::optional<session_snapshot> session::snapshot() const {
 bool session::restore(const session_snapshot& s, time_point now, actions& out) {
   if (s.queue.size() > config_.max_queued || s.subscriptions.size() > config_.max_subscriptions) return false;
   if (s.releasing && (s.queue.empty() || s.queue.front().q != qos::exactly_once)) return false;
+  // Only the front can have been sent, and only at QoS 1/2 (with the id its PUBREL carries).
+  for (std::size_t i = 0; i < s.queue.size(); ++i) {
+    const auto& m = s.queue[i];
+    if (m.mid != 0 && (i > 0 || m.q == qos::at_most_once || (s.releasing && m.mid != *s.releasing))) return false;
+  }
   if (!topics_.load(s.topics, s.next_topic_id)) return false;
   clean_session_ = s.clean_session;
   keep_alive_ = s.keep_alive;
@@ -993,7 +1002,7 @@ bool session::restore(const session_snapshot& s, time_point now, actions& out) {
   subscriptions_.clear();
   for (const auto& sub : s.subscriptions) subscriptions_.push_back({sub.filter, sub.q, sub.type, sub.id});
   queue_.clear();
-  for (const auto& m : s.queue) queue_.push_back(queued_message{m.topic, m.payload, m.q, m.retain, 0});
+  for (const auto& m : s.queue) queue_.push_back(queued_message{m.topic, m.payload, m.q, m.retain, 0, m.mid});
   qos2_received_.clear();
   for (auto mid : s.qos2_received) qos2_received_.emplace(mid, true);
   last_mid_ = s.last_mid;

@@ -180,6 +180,9 @@ struct session_snapshot {
     bytes payload;
     qos q = qos::at_most_once;
     bool retain = false;
+    // The msg id the client was sent it with, PUBLISH not yet acknowledged (the front only);
+    // 0: not sent. Sent again with DUP and this id, so the client can tell it is not new.
+    msg_id mid = 0;
     bool operator==(const message&) const = default;
   };
   std::string client_id;
@@ -273,6 +276,10 @@ class session {
     qos q = qos::at_most_once;
     bool retain = false;
     unsigned rejections = 0;  // PUBACK "invalid topic id" answers so far
+    // QoS 1/2: the msg id of its last PUBLISH while unacknowledged (0: none). A resend after a
+    // reconnect or a restore keeps it, with DUP: a client holding the id of a QoS 2 message it
+    // answered PUBREC for must not take it for a new one (MQTT 3.1.1 §4.3.3, §4.4).
+    msg_id mid = 0;
   };
 
   // The front of queue_ while its delivery handshake runs.

@@ -4,6 +4,7 @@
 // too, and after SIGKILL the loss window is bounded by --persistence-flush-interval (measured).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -12,12 +13,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "gateway/session_store.hpp"
+#include "mqttsn/codec.hpp"
 #include "tests/integration/gateway_process.hpp"
 #include "tests/integration/harness.hpp"
 #include "tools/client/mqttsn_client.hpp"
@@ -31,6 +34,17 @@ using tools::topic_name;
 
 std::string text(const mqttsn::bytes& b) { return std::string(b.begin(), b.end()); }
 
+// Changes the database behind the store's back (damage, as a bad disk or a hand edit would).
+void run_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
 mqttsn::session_snapshot sample_snapshot() {
   mqttsn::session_snapshot s;
   s.client_id = "sleepy";
@@ -42,7 +56,7 @@ mqttsn::session_snapshot sample_snapshot() {
   s.topics = {{1, "down/a", mqttsn::topic_table::client_knows::yes}, {2, "down/b", mqttsn::topic_table::client_knows::no}};
   s.next_topic_id = 3;
   s.subscriptions = {{"down/#", qos::exactly_once, mqttsn::topic_id_type::normal, 0}};
-  s.queue = {{"down/a", {'1'}, qos::exactly_once, false}, {"down/b", {}, qos::at_most_once, true}};
+  s.queue = {{"down/a", {'1'}, qos::exactly_once, false, 7}, {"down/b", {}, qos::at_most_once, true, 0}};
   s.releasing = 7;
   s.qos2_received = {3, 9};
   s.last_mid = 7;
@@ -100,14 +114,38 @@ TEST(PersistenceStore, a_damaged_row_is_reported_and_its_session_not_invented) {
                  {"bad", gateway::session_store::stored{bad, "udp0/127.0.0.1:5001"}}});
   }
   // Damage one buffered message of "bad" behind the store's back (an invalid QoS).
-  const int rc = std::system(("sqlite3 " + path + " \"UPDATE queue SET qos = 7 WHERE client_id = 'bad'\" 2>/dev/null").c_str());
-  if (rc != 0) GTEST_SKIP() << "the sqlite3 command-line tool is not installed";
+  run_sql(path, "UPDATE queue SET qos = 7 WHERE client_id = 'bad'");
   gateway::session_store store(path);
   const auto loaded = store.load();
   ASSERT_EQ(loaded.sessions.size(), 1U);
   EXPECT_EQ(loaded.sessions[0].snapshot.client_id, "sleepy");
   ASSERT_EQ(loaded.problems.size(), 1U);
   EXPECT_EQ(loaded.problems[0], "client 'bad': an invalid buffered message in the store");
+  EXPECT_EQ(loaded.damaged, std::vector<std::string>{"bad"});  // for the gateway to remove
+}
+
+TEST(PersistenceStore, a_schema_version_1_database_is_upgraded_and_keeps_its_sessions) {
+  temp_dir dir("mqttsn-store");
+  const auto path = (dir.path() / "sessions.db").string();
+  {
+    gateway::session_store store(path);
+    store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
+  }
+  // What a version 1 gateway wrote: no queue.mid.
+  run_sql(path, "ALTER TABLE queue DROP COLUMN mid; UPDATE meta SET value = 1 WHERE key = 'schema_version'");
+  {
+    gateway::session_store store(path);
+    const auto loaded = store.load();
+    ASSERT_EQ(loaded.sessions.size(), 1U);
+    auto expected = sample_snapshot();
+    expected.queue[0].mid = 0;  // version 1 did not know it: not sent
+    EXPECT_TRUE(same(loaded.sessions[0].snapshot, expected));
+    store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
+  }
+  gateway::session_store again(path);  // now version 2
+  const auto loaded = again.load();
+  ASSERT_EQ(loaded.sessions.size(), 1U);
+  EXPECT_TRUE(same(loaded.sessions[0].snapshot, sample_snapshot()));
 }
 
 TEST(PersistenceStore, a_file_that_is_not_a_database_is_refused_naming_it) {
@@ -229,6 +267,205 @@ TEST_F(PersistenceRestart, aggregating_mode_keeps_buffered_messages_and_subscrip
   // MQTT orders messages per QoS only (m1 went QoS 2, the others QoS 1): compare as a set.
   EXPECT_EQ(std::set<std::string>(payloads.begin(), payloads.begin() + 3), (std::set<std::string>{"m0", "m1", "m2"}));
   for (std::size_t i = 3; i < payloads.size(); ++i) EXPECT_EQ(payloads[i], "after");
+}
+
+// The shared broker session (clean session false) kept QoS 1 messages for the sleeping sensors
+// while the gateway was down; the broker sends them as soon as the shared connection is back,
+// before any restored session could SUBSCRIBE again. The fan-out table must already route them,
+// and since the broker kept the session, nothing is SUBSCRIBEd again (no storm of re-SUBSCRIBEs,
+// no retained copies sent twice).
+TEST_F(PersistenceRestart, aggregating_mode_delivers_what_the_broker_kept_while_the_gateway_was_down) {
+  broker_options bo;
+  bo.extra_config = {"log_type all"};  // "Received SUBSCRIBE from ..."
+  observer.reset();
+  broker = std::make_unique<mosquitto_broker>(bo);
+  observer = std::make_unique<mqtt_test_client>(*broker);
+  auto gw = start_gateway("1", "aggregating");
+  auto a = sensor("kept-a");
+  auto b = sensor("kept-b");
+  put_to_sleep(a, "kept-a");
+  put_to_sleep(b, "kept-b");
+  // One filter both hold, so the table has a filter with two holders.
+  ASSERT_EQ(a.connect(false), mqttsn::return_code::accepted);
+  ASSERT_EQ(a.subscribe(topic_name{"down/all"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  a.sleep(600);
+  ASSERT_EQ(b.connect(false), mqttsn::return_code::accepted);
+  ASSERT_EQ(b.subscribe(topic_name{"down/all"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  b.sleep(600);
+  EXPECT_EQ(gw->stop(), 0);
+  const auto log_before = broker->log().size();
+
+  std::set<std::string> sent_a, sent_b;
+  for (int i = 0; i < 5; ++i) {
+    const std::string pa = "a" + std::to_string(i), pb = "b" + std::to_string(i);
+    ASSERT_TRUE(observer->publish("down/kept-a/t", pa, 1));
+    ASSERT_TRUE(observer->publish("down/kept-b/t", pb, 1));
+    sent_a.insert(pa);
+    sent_b.insert(pb);
+  }
+  ASSERT_TRUE(observer->publish("down/all", "both", 1));
+  sent_a.insert("both");
+  sent_b.insert("both");
+
+  gw = start_gateway("1", "aggregating");
+  EXPECT_TRUE(gw->log_contains("restored 2 session(s) (2 asleep)")) << gw->log();
+  ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") >= 12U; }, 10s)) << gw->log();
+  auto received = [](const std::vector<tools::received_message>& got) {
+    std::multiset<std::string> s;
+    for (const auto& m : got) s.insert(text(m.payload));
+    return s;
+  };
+  const auto got_a = received(a.wake(15s));
+  const auto got_b = received(b.wake(15s));
+  EXPECT_EQ(got_a, std::multiset<std::string>(sent_a.begin(), sent_a.end())) << gw->log();
+  EXPECT_EQ(got_b, std::multiset<std::string>(sent_b.begin(), sent_b.end())) << gw->log();
+  // The broker kept the shared session: the restart SUBSCRIBEd nothing again.
+  const auto after = broker->log().substr(log_before);
+  EXPECT_EQ(after.find("Received SUBSCRIBE"), std::string::npos) << after;
+}
+
+// A restored session's subscriptions are still at the broker (the shared session was kept): a
+// SUBSCRIBE sent again would make the broker send the retained messages again, and the sensor
+// would get a retained message it already has.
+TEST_F(PersistenceRestart, aggregating_mode_sends_no_retained_message_twice_across_a_restart) {
+  broker_options bo;
+  bo.extra_config = {"log_type all"};  // "Received SUBSCRIBE from ..."
+  observer.reset();
+  broker = std::make_unique<mosquitto_broker>(bo);
+  observer = std::make_unique<mqtt_test_client>(*broker);
+  ASSERT_TRUE(observer->publish("down/ret/status", "retained", 1, true));
+  auto gw = start_gateway("1", "aggregating");
+  auto c = sensor("ret");
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  ASSERT_EQ(c.subscribe(topic_name{"down/ret/#"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  auto first = c.receive(5s);
+  ASSERT_TRUE(first) << gw->log();
+  EXPECT_EQ(text(first->payload), "retained");
+  EXPECT_TRUE(first->retain);
+  c.sleep(600);
+  EXPECT_EQ(gw->stop(), 0);
+  const auto log_before = broker->log().size();
+  ASSERT_TRUE(observer->publish("down/ret/t", "while-down", 1));
+  gw = start_gateway("1", "aggregating");
+  ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") >= 1U; }, 10s)) << gw->log();
+  // A SUBSCRIBE sent again would be sent when the connection comes up, before the gateway
+  // routes what the broker kept: its retained copy would come before this marker.
+  ASSERT_TRUE(observer->publish("down/ret/t", "marker", 1));
+  ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") >= 2U; }, 10s)) << gw->log();
+  std::vector<std::string> got;
+  for (const auto& m : c.wake(15s)) got.push_back(text(m.payload));
+  EXPECT_EQ(got, (std::vector<std::string>{"while-down", "marker"})) << gw->log();
+  const auto after = broker->log().substr(log_before);
+  EXPECT_EQ(after.find("Received SUBSCRIBE"), std::string::npos) << after;
+}
+
+// A QoS 2 PUBLISH to a sleeping sensor whose PUBREC never reached the gateway (lost on the link,
+// or the gateway stopped first) is, after a restart, resent with DUP and the same msg id, so a
+// spec-conforming sensor (it keeps the ids it answered PUBREC until their PUBREL) delivers it once.
+// The test is that sensor, frame by frame.
+TEST_F(PersistenceRestart, a_qos2_publish_awaiting_pubrec_is_resent_with_the_same_msg_id_after_sigterm) {
+  auto gw = start_gateway();
+  auto c = sensor("q2-once");
+  put_to_sleep(c, "q2-once");
+  ASSERT_TRUE(observer->publish("down/q2-once/t", "once", 2));
+  ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") == 1U; }, 10s)) << gw->log();
+
+  std::set<mqttsn::msg_id> awaiting_pubrel;  // the sensor's QoS 2 state
+  std::vector<std::string> delivered;
+  // The next message from the gateway; a REGISTER (for the wildcard's topic) is accepted on the way.
+  auto next = [&]() -> std::optional<mqttsn::message> {
+    for (int frames = 0; frames < 8; ++frames) {
+      auto frame = c.receive_raw(5s);
+      if (!frame) return std::nullopt;
+      auto d = mqttsn::decode(*frame);
+      if (!std::holds_alternative<mqttsn::message>(d)) return std::nullopt;
+      auto m = std::get<mqttsn::message>(d);
+      if (const auto* r = std::get_if<mqttsn::register_>(&m)) {
+        c.send_raw(mqttsn::encode(mqttsn::regack{r->id, r->mid, mqttsn::return_code::accepted}));
+        continue;
+      }
+      return m;
+    }
+    return std::nullopt;
+  };
+  auto take = [&](const mqttsn::publish& p) {
+    EXPECT_EQ(p.q, qos::exactly_once);
+    if (awaiting_pubrel.insert(p.mid).second) delivered.emplace_back(p.data.begin(), p.data.end());
+  };
+
+  // Wake: the PUBLISH comes; its PUBREC is lost.
+  c.send_raw(mqttsn::encode(mqttsn::pingreq{"q2-once"}));
+  auto first = next();
+  ASSERT_TRUE(first && std::holds_alternative<mqttsn::publish>(*first)) << gw->log();
+  const auto p1 = std::get<mqttsn::publish>(*first);
+  EXPECT_FALSE(p1.dup);
+  take(p1);
+  EXPECT_EQ(gw->stop(), 0);
+
+  gw = start_gateway();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep) with 1 buffered message(s)")) << gw->log();
+  c.send_raw(mqttsn::encode(mqttsn::pingreq{"q2-once"}));
+  auto again = next();
+  ASSERT_TRUE(again && std::holds_alternative<mqttsn::publish>(*again)) << gw->log();
+  const auto p2 = std::get<mqttsn::publish>(*again);
+  EXPECT_TRUE(p2.dup);
+  EXPECT_EQ(p2.mid, p1.mid);
+  EXPECT_EQ(p2.id, p1.id);
+  take(p2);
+  c.send_raw(mqttsn::encode(mqttsn::pubrec{p2.mid}));
+  auto rel = next();
+  ASSERT_TRUE(rel && std::holds_alternative<mqttsn::pubrel>(*rel)) << gw->log();
+  EXPECT_EQ(std::get<mqttsn::pubrel>(*rel).mid, p2.mid);
+  awaiting_pubrel.erase(p2.mid);
+  c.send_raw(mqttsn::encode(mqttsn::pubcomp{p2.mid}));
+  auto end = next();
+  ASSERT_TRUE(end && std::holds_alternative<mqttsn::pingresp>(*end)) << gw->log();
+  EXPECT_EQ(delivered, std::vector<std::string>{"once"});
+}
+
+// A session the store cannot give back is reported at the start that finds it, then removed: the
+// next start is clean, and the other sessions are untouched.
+TEST_F(PersistenceRestart, a_damaged_session_is_reported_once_then_removed_from_the_store) {
+  auto gw = start_gateway();
+  auto good = sensor("fine");
+  auto bad = sensor("damaged");
+  put_to_sleep(good, "fine");
+  put_to_sleep(bad, "damaged");
+  EXPECT_EQ(gw->stop(), 0);
+  run_sql(db, "UPDATE subscriptions SET qos = 7 WHERE client_id = 'damaged'");
+
+  const std::string report = "client 'damaged': an invalid subscription in the store";
+  gw = start_gateway();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("; 1 not restorable")) << gw->log();
+  EXPECT_TRUE(gw->log_contains(report)) << gw->log();
+  EXPECT_EQ(gw->stop(), 0);
+
+  gw = start_gateway();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("; 0 not restorable")) << gw->log();
+  EXPECT_FALSE(gw->log_contains("'damaged'")) << gw->log();
+  gateway::session_store reader(db);
+  const auto loaded = reader.load();
+  ASSERT_EQ(loaded.sessions.size(), 1U);
+  EXPECT_EQ(loaded.sessions[0].snapshot.client_id, "fine");
+  EXPECT_TRUE(loaded.problems.empty());
+}
+
+// Restoring many sessions is one summary line at info, not one "connecting" line per session.
+TEST_F(PersistenceRestart, restored_sessions_are_summed_up_in_one_log_line) {
+  auto gw = start_gateway();
+  auto s0 = sensor("many-0");
+  auto s1 = sensor("many-1");
+  auto s2 = sensor("many-2");
+  put_to_sleep(s0, "many-0");
+  put_to_sleep(s1, "many-1");
+  put_to_sleep(s2, "many-2");
+  EXPECT_EQ(gw->stop(), 0);
+  gw = start_gateway();
+  const auto log = gw->log();
+  EXPECT_NE(log.find("restored 3 session(s) (3 asleep)"), std::string::npos) << log;
+  EXPECT_EQ(log.find("connecting to the broker"), std::string::npos) << log;
 }
 
 TEST_F(PersistenceRestart, sigterm_with_client_publishes_in_flight_loses_none_of_them) {

@@ -275,6 +275,31 @@ TEST_P(SecurityAdmission, qos_minus_one_only_from_listed_addresses) {
 INSTANTIATE_TEST_SUITE_P(Modes, SecurityAdmission, ::testing::Values("transparent", "aggregating"),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
+// Aggregating mode has one broker connection, which logs in with --broker-username: the broker
+// logins that clients-file lines carry cannot apply, and one warning says so (never the secrets).
+TEST(SecurityConfig, clients_file_logins_in_aggregating_mode_are_named_in_one_warning) {
+  mosquitto_broker broker;
+  temp_dir files("mqttsn-clients");
+  const auto clients = write_file(files, "clients",
+                                  "tracker username=tracker password=" + std::string(sensor_password) +
+                                      "\nbeacon username=beacon password=b\nplain\n");
+  const std::string warning = "--clients-file " + clients +
+                              ": the broker logins of 2 client(s) (beacon, tracker) are ignored in aggregating mode "
+                              "(one shared broker connection, which logs in with --broker-username)";
+  {
+    gateway_process gw(broker.uri(), {"--clients-file", clients, "--mode", "aggregating"});
+    const auto log = gw.log();
+    const auto at = log.find(warning);
+    ASSERT_NE(at, std::string::npos) << log;
+    const auto line_start = log.rfind('\n', at) + 1;  // npos + 1 == 0: the first line
+    EXPECT_NE(log.substr(line_start, at - line_start).find(" warning "), std::string::npos) << log;
+    EXPECT_EQ(log.find(warning, at + 1), std::string::npos) << "logged twice:\n" << log;
+    EXPECT_EQ(log.find(sensor_password), std::string::npos) << log;
+  }
+  gateway_process gw(broker.uri(), {"--clients-file", clients, "--mode", "transparent"});
+  EXPECT_FALSE(gw.log_contains("ignored in aggregating mode")) << gw.log();
+}
+
 TEST(SecurityConfig, a_missing_secret_file_stops_the_gateway_with_one_line_naming_the_key) {
   temp_dir dir("mqttsn-secrets");
   const auto log = dir.path() / "gw.log";

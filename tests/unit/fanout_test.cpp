@@ -224,6 +224,25 @@ TEST(FanoutRestore, retained_copies_after_a_restore_go_to_every_holder) {
   EXPECT_EQ(t.route("s", q2, true), (std::vector<d>{{"d", q0}}));
 }
 
+TEST(FanoutHold, restored_holders_get_messages_without_a_subscribe_nor_retained_copies) {
+  fanout t;
+  t.hold("a", "s/#", q1);
+  t.hold("b", "s/#", q2);
+  t.hold("b", "x", q0);
+  EXPECT_TRUE(t.holds("a"));
+  EXPECT_EQ(t.filters_of("b"), (std::vector<std::string>{"s/#", "x"}));
+  EXPECT_EQ(t.upstream_qos("s/#"), q2);
+  EXPECT_EQ(t.route("s/t", q2, false), (std::vector<d>{{"a", q1}, {"b", q2}}));
+  // Retained copies answer a SUBSCRIBE, and nobody sent one.
+  EXPECT_TRUE(t.route("s/t", q2, true).empty());
+  EXPECT_EQ(t.subscribe("c", "s/#", q0), q2);  // a new subscriber SUBSCRIBEs: its retained copies
+  EXPECT_EQ(t.route("s/t", q2, true), (std::vector<d>{{"c", q0}}));
+  // A restore (the broker lost the session after all) treats held filters as any other.
+  EXPECT_EQ(t.restore(), (std::vector<fq>{{"s/#", q2}, {"x", q0}}));
+  EXPECT_EQ(t.route("x", q1, true), (std::vector<d>{{"b", q0}}));
+  EXPECT_EQ(t.remove_client("b"), (std::vector<std::string>{"x"}));
+}
+
 TEST(FanoutQueries, filters_of_and_granted) {
   fanout t;
   t.subscribe("a", "y", q1);

@@ -1235,6 +1235,79 @@ TEST_F(Session, a_qos2_delivery_waiting_for_pubcomp_resumes_with_pubrel_never_a_
   EXPECT_EQ(restored.queued(), 0U);
 }
 
+TEST_F(Session, a_qos2_publish_awaiting_pubrec_is_resent_after_a_restore_with_dup_and_the_same_msg_id) {
+  connect_active(false);
+  subscribe_ok("q2", qos::exactly_once, 1, 1);
+  const auto first = deliver("q2", "x", qos::exactly_once);
+  ASSERT_EQ(first.size(), 1U);
+  const auto pub = std::get<publish>(std::get<message>(decode(std::get<send_frame>(first[0]).frame)));
+  ASSERT_FALSE(pub.dup);
+  const auto snap = s().snapshot();  // the PUBREC never came (lost, or the gateway stopped first)
+  ASSERT_TRUE(snap);
+  ASSERT_EQ(snap->queue.size(), 1U);
+  EXPECT_EQ(snap->queue[0].mid, pub.mid);
+
+  counters stats2;
+  session restored("abc", cfg, pre, stats2);
+  actions out;
+  ASSERT_TRUE(restored.restore(*snap, now, out));
+  EXPECT_EQ(out, (actions{upstream_connect{false, 60, {}}}));
+  // The client may hold that msg id awaiting PUBREL: the same one, with DUP, so it does not
+  // deliver the message a second time (a new id would be a new message to it).
+  publish again = pub;
+  again.dup = true;
+  EXPECT_EQ(restored.handle(upstream_connected{true}, now), (actions{frame_of(again)}));
+  EXPECT_EQ(restored.handle(message{pubrec{pub.mid}}, now), (actions{frame_of(pubrel{pub.mid})}));
+  EXPECT_EQ(restored.handle(message{pubcomp{pub.mid}}, now), actions{});
+  EXPECT_EQ(restored.queued(), 0U);
+  // The next message takes a new msg id.
+  const auto next = restored.handle(upstream_message{"q2", payload("y"), qos::exactly_once, false}, now);
+  ASSERT_EQ(next.size(), 1U);
+  const auto pub2 = std::get<publish>(std::get<message>(decode(std::get<send_frame>(next[0]).frame)));
+  EXPECT_NE(pub2.mid, pub.mid);
+  EXPECT_FALSE(pub2.dup);
+}
+
+TEST_F(Session, a_sleeping_sensor_woken_after_a_restore_gets_the_unacknowledged_qos2_publish_with_dup) {
+  connect_active(false);
+  subscribe_ok("q2", qos::exactly_once, 1, 1);
+  go_to_sleep(300);
+  EXPECT_EQ(deliver("q2", "x", qos::exactly_once), actions{});
+  auto woke = in(pingreq{"abc"});
+  ASSERT_EQ(woke.size(), 2U);
+  const auto pub = std::get<publish>(std::get<message>(decode(std::get<send_frame>(woke[1]).frame)));
+  const auto snap = s().snapshot();  // awake, PUBLISH sent, no PUBREC: saved as asleep
+  ASSERT_TRUE(snap);
+  EXPECT_TRUE(snap->asleep);
+
+  counters stats2;
+  session restored("abc", cfg, pre, stats2);
+  actions out;
+  ASSERT_TRUE(restored.restore(*snap, now, out));
+  EXPECT_EQ(restored.handle(upstream_connected{true}, now), actions{});
+  publish again = pub;
+  again.dup = true;
+  EXPECT_EQ(restored.handle(message{pingreq{"abc"}}, now),
+            (actions{report{event::awake, "1 buffered"}, frame_of(again)}));
+}
+
+TEST_F(Session, a_client_reconnecting_its_kept_session_gets_an_unacknowledged_qos2_publish_with_the_same_msg_id) {
+  connect_active(false);
+  subscribe_ok("q2", qos::exactly_once, 1, 1);
+  const auto first = deliver("q2", "x", qos::exactly_once);
+  ASSERT_EQ(first.size(), 1U);
+  const auto pub = std::get<publish>(std::get<message>(decode(std::get<send_frame>(first[0]).frame)));
+  // The client CONNECTs again (clean session false) before its PUBREC reached the gateway.
+  ASSERT_EQ(in(connect{false, false, 60, "abc"}), (actions{upstream_connect{false, 60, {}}}));
+  const auto back = up(upstream_connected{true});
+  // CONNACK, then REGISTER (it may have lost its ids), then the PUBLISH once REGACKed.
+  ASSERT_EQ(back.size(), 3U);
+  const auto reg = std::get<register_>(std::get<message>(decode(std::get<send_frame>(back[2]).frame)));
+  publish again = pub;
+  again.dup = true;
+  EXPECT_EQ(in(regack{reg.id, reg.mid, return_code::accepted}), (actions{frame_of(again)}));
+}
+
 TEST_F(Session, an_inconsistent_snapshot_is_refused_and_changes_nothing) {
   session_snapshot bad;
   bad.client_id = "abc";
@@ -1253,6 +1326,19 @@ TEST_F(Session, an_inconsistent_snapshot_is_refused_and_changes_nothing) {
   releasing_qos1.queue = {{"t", {}, qos::at_least_once, false}};
   releasing_qos1.releasing = 4;
   EXPECT_FALSE(s().restore(releasing_qos1, now, out));
+  session_snapshot sent_behind_the_front;  // only the front can have been sent
+  sent_behind_the_front.client_id = "abc";
+  sent_behind_the_front.queue = {{"t", {}, qos::at_least_once, false, 0}, {"t", {}, qos::at_least_once, false, 5}};
+  EXPECT_FALSE(s().restore(sent_behind_the_front, now, out));
+  session_snapshot qos0_with_id;
+  qos0_with_id.client_id = "abc";
+  qos0_with_id.queue = {{"t", {}, qos::at_most_once, false, 5}};
+  EXPECT_FALSE(s().restore(qos0_with_id, now, out));
+  session_snapshot releasing_another_id;
+  releasing_another_id.client_id = "abc";
+  releasing_another_id.queue = {{"t", {}, qos::exactly_once, false, 5}};
+  releasing_another_id.releasing = 4;
+  EXPECT_FALSE(s().restore(releasing_another_id, now, out));
   EXPECT_TRUE(out.empty());
 }
 
