@@ -687,6 +687,42 @@ struct pace {
   }
 };
 
+// Publish workload: whose turn it is to publish. QoS 1/2: a client keeps its turn until its
+// message is acknowledged (done()), one message in flight per client; QoS -1/0: it goes back in
+// line at once.
+class turns {
+ public:
+  explicit turns(int qos) : acked_(qos >= 1) {}
+  void add(std::uint32_t i) { free_.push_back(i); }
+  // Whether a client may publish now; clients no longer `ready` lose their turn.
+  template <class Ready>
+  bool any(Ready&& ready) {
+    while (!free_.empty() && !ready(free_.front())) free_.pop_front();
+    return !free_.empty();
+  }
+  std::uint32_t take() {
+    const auto i = free_.front();
+    free_.pop_front();
+    if (acked_) {
+      ++inflight_;
+    } else {
+      free_.push_back(i);
+    }
+    return i;
+  }
+  void done(std::uint32_t i) {
+    --inflight_;
+    free_.push_back(i);
+  }
+  void lost() { --inflight_; }  // a client gone with a message in flight
+  std::size_t inflight() const { return inflight_; }
+
+ private:
+  const bool acked_;
+  std::deque<std::uint32_t> free_;
+  std::size_t inflight_ = 0;
+};
+
 // Waits until `until` (50 ms at most) for input on any of the loads' descriptors, then lets each
 // handle its input, its timers and its queued output. A load has int fd(), void flush_out() and
 // void service(run_result&), none of which blocks.
@@ -866,7 +902,7 @@ class sn_load {
 
   void publish(run_result& r, collector& col, sampler& smp) {
     for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-      if (clients_[i].st == state::ready) free_.push_back(i);
+      if (clients_[i].st == state::ready) turns_.add(i);
     }
     paced_publishing(o_, o_.qos < 1 && o_.rate <= 0, r, col, smp, *this, [&](std::int64_t until) { pump(until, r); });
     counters_into(r);
@@ -874,26 +910,19 @@ class sn_load {
 
   // The source of paced_publishing() in the publish workload.
   bool can_send() {
-    while (!free_.empty() && clients_[free_.front()].st != state::ready) free_.pop_front();
-    return !free_.empty();
+    return turns_.any([&](std::uint32_t i) { return clients_[i].st == state::ready; });
   }
   std::uint64_t send(std::int64_t t) {
-    const auto i = free_.front();
-    free_.pop_front();
+    const auto i = turns_.take();
     auto& c = clients_[i];
     c.seq_sent = c.seq++;
     c.t_sent = t;
     c.tries = 0;
+    if (o_.qos >= 1) c.phase = 1;
     send_publish(i, false, t);
-    if (o_.qos >= 1) {
-      c.phase = 1;
-      ++inflight_;
-    } else {
-      free_.push_back(i);
-    }
     return 1;
   }
-  std::size_t inflight() const { return inflight_; }
+  std::size_t inflight() const { return turns_.inflight(); }
 
   // Subscribe workload: deliveries go to `c` from now on.
   void measure(collector* c) { col_ = c; }
@@ -1184,7 +1213,7 @@ class sn_load {
                        ++lost_;
                        if (c.phase != 0) {
                          c.phase = 0;
-                         --inflight_;
+                         turns_.lost();
                        }
                      }
                      if (c.st == state::connecting) --connecting_;
@@ -1222,8 +1251,7 @@ class sn_load {
   void done(std::uint32_t i) {
     auto& c = clients_[i];
     c.phase = 0;
-    --inflight_;
-    free_.push_back(i);
+    turns_.done(i);
   }
 
   void expire(std::int64_t t) {
@@ -1279,12 +1307,12 @@ class sn_load {
   sockaddr_in gw_{};
   std::uint32_t base_ = 0;
   std::vector<client> clients_;
-  std::deque<std::uint32_t> free_;
+  turns turns_{o_.qos};
   std::deque<timer> timers_;  // due times only grow: a FIFO is a priority queue here
   std::vector<slot> out_, in_;
   std::size_t count_ = 0;
   std::int64_t now_cached_ = 0, last_scan_ = 0;
-  std::size_t ready_ = 0, failed_ = 0, connecting_ = 0, inflight_ = 0;
+  std::size_t ready_ = 0, failed_ = 0, connecting_ = 0;
   std::uint64_t connacks_ = 0, congested_ = 0, retransmissions_ = 0, rejected_ = 0, gave_up_ = 0, send_errors_ = 0, lost_ = 0;
   histogram connect_latency_;
   collector* col_ = nullptr;
@@ -1494,7 +1522,7 @@ class direct_load final : public tcp_clients<direct_publisher_state> {
 
   void publish(run_result& r, collector& col, sampler& smp) {
     for (std::uint32_t i = 0; i < conns_.size(); ++i) {
-      if (conns_[i].ready) free_.push_back(i);
+      if (conns_[i].ready) turns_.add(i);
     }
     paced_publishing(o_, o_.qos < 1 && o_.rate <= 0, r, col, smp, *this,
                      [&](std::int64_t until) { wait_any(until, r, *this); });
@@ -1502,27 +1530,22 @@ class direct_load final : public tcp_clients<direct_publisher_state> {
   }
 
   bool can_send() {
-    while (!free_.empty() && !conns_[free_.front()].ready) free_.pop_front();
-    return !free_.empty();
+    return turns_.any([&](std::uint32_t i) { return conns_[i].ready; });
   }
   std::uint64_t send(std::int64_t t) {
-    const auto i = free_.front();
-    free_.pop_front();
+    const auto i = turns_.take();
     auto& c = conns_[i];
     const int q = std::max(0, o_.qos);
     write_header(payload_.data(), run_, i, c.seq++, t);
-    if (q >= 1) c.mid = static_cast<std::uint16_t>(c.mid % 0xFFFF + 1);
+    if (q >= 1) {
+      c.mid = static_cast<std::uint16_t>(c.mid % 0xFFFF + 1);
+      c.phase = 1;
+    }
     wire::append_publish(c.out, o_.topic_prefix + "/" + std::to_string(i), payload_, q, c.mid);
     tcp_clients::send(i);
-    if (q >= 1) {
-      c.phase = 1;
-      ++inflight_;
-    } else {
-      free_.push_back(i);
-    }
     return 1;
   }
-  std::size_t inflight() const { return inflight_; }
+  std::size_t inflight() const { return turns_.inflight(); }
 
  private:
   void on_packet(std::uint32_t i, const wire::packet& p, run_result&) override {
@@ -1532,8 +1555,7 @@ class direct_load final : public tcp_clients<direct_publisher_state> {
       case wire::pubcomp:
         if (c.phase == 0 || p.mid() != c.mid) return;
         c.phase = 0;
-        --inflight_;
-        free_.push_back(i);
+        turns_.done(i);
         return;
       case wire::pubrec:
         if (c.phase != 1 || p.mid() != c.mid) return;
@@ -1545,14 +1567,13 @@ class direct_load final : public tcp_clients<direct_publisher_state> {
     }
   }
   void on_drop(std::uint32_t i) override {
-    if (conns_[i].phase != 0) --inflight_;
+    if (conns_[i].phase != 0) turns_.lost();
     conns_[i].phase = 0;
   }
 
   std::uint32_t run_;
   std::vector<std::uint8_t> payload_;
-  std::deque<std::uint32_t> free_;
-  std::size_t inflight_ = 0;
+  turns turns_{o_.qos};
 };
 
 // Subscribe workload: the bench's own MQTT publishers, taking turns, each publish to the next
