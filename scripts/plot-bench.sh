@@ -13,7 +13,7 @@ for json in "$@"; do
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   title=$(jq -r '.config | if .workload == "subscribe"
-    then "subscribe: \(.clients) subscribers on \(.topics) topic(s), QoS \(.qos), \(.payload) B, rate \(if .rate == 0 then "max" else "\(.rate) publishes/s" end), \(.target)"
+    then "subscribe: \(.clients) subscribers on \(.topics) topic(s), QoS \(.qos), \(.payload) B, rate \(if .rate == 0 then "max" else "\(.rate) publishes/s" end), \(.mode)"
     else "\(.clients) clients, QoS \(.qos), \(.payload) B, rate \(if .rate == 0 then "max" else .rate end), \(.target)" end' "$json")
   runs=$(jq -r '.runs | keys_unsorted[]' "$json")
   for r in $runs; do

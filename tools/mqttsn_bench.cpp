@@ -103,7 +103,8 @@ struct options {
 
 const char* usage_text =
     "usage: mqttsn-bench [options]\n"
-    "Runs MQTT-SN clients against a gateway and measures what reaches the broker.\n"
+    "Runs MQTT-SN clients against a gateway and measures what reaches the broker (or, with\n"
+    "--workload subscribe, what the gateway delivers to them from publishers on the broker).\n"
     "Without --broker it starts its own mosquitto on a free loopback port; without --gateway it\n"
     "starts mqttsn-gateway (--gateway-bin) against that broker.\n"
     "  -c, --clients N           simulated clients (default 10)\n"
