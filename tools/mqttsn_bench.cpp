@@ -143,6 +143,7 @@ const char* usage_text =
     "                            all publishers; max: at most --window deliveries outstanding),\n"
     "                            measured at the clients (QoS 0-2; --direct: the same subscribers\n"
     "                            as MQTT clients on the broker)\n"
+    "      --subscribe           the same as --workload subscribe\n"
     "      --topics N            subscribe: topics the clients are spread over (default: one per\n"
     "                            client; 1 = fan-out of one topic to every client)\n"
     "      --publishers N        subscribe: MQTT publishers, taking turns (default 1)\n"
@@ -154,7 +155,7 @@ enum long_opt : int {
   o_window = 1000, o_idle, o_drain, o_connect_rate, o_connect_window, o_connect_timeout, o_retry,
   o_retries, o_keep_alive, o_direct, o_direct_only, o_mode, o_gateway_bin, o_gateway_arg, o_gateway,
   o_gateway_pid, o_broker, o_topic_prefix, o_source_base, o_json, o_fail_on_loss, o_help, o_repeat,
-  o_workload, o_topics, o_publishers, o_wildcard,
+  o_workload, o_topics, o_publishers, o_wildcard, o_subscribe,
 };
 
 double seconds_arg(const char* name, const char* arg, double max) {
@@ -214,6 +215,7 @@ bool parse_options(int argc, char** argv, options& o) {
       {"topics", required_argument, nullptr, o_topics},
       {"publishers", required_argument, nullptr, o_publishers},
       {"wildcard", no_argument, nullptr, o_wildcard},
+      {"subscribe", no_argument, nullptr, o_subscribe},
       {"help", no_argument, nullptr, o_help},
       {nullptr, 0, nullptr, 0},
   };
@@ -268,6 +270,7 @@ bool parse_options(int argc, char** argv, options& o) {
       case o_topics: o.topics = static_cast<std::size_t>(number_arg("topics", a, 1, 1'000'000)); break;
       case o_publishers: o.publishers = static_cast<std::size_t>(number_arg("publishers", a, 1, 10'000)); break;
       case o_wildcard: o.wildcard = true; break;
+      case o_subscribe: o.subscribe = true; break;
       case o_help: std::cout << usage_text; return false;
       case ':': throw cli::usage_error(cli::option_name(argv, prev, optopt) + " needs a value");
       default: throw cli::usage_error("unknown option " + cli::option_name(argv, prev, optopt));
