@@ -77,6 +77,8 @@ class aggregating_upstream final : public upstream {
   void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) override;
   void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) override;
   void disconnect(const std::string& client_id) override;
+  // The shared connection's Paho counters.
+  std::string counters() const override { return shared_->counters(); }
 
   const mqttsn::fanout& table() const noexcept { return table_; }
   const paho_upstream& shared() const noexcept { return *shared_; }

@@ -377,6 +377,12 @@ const std::vector<key_info>& keys() {
        [](config& c, const std::string& w, const std::string& v) {
          c.connect_timeout = parse_seconds_ms(w, v);
        }},
+      {"upstream-max-queued", "Broker", "N",
+       "publishes queued per broker connection before Paho refuses them (1..1000000)",
+       key_kind::single, [](const config& c) { return std::to_string(c.upstream_max_queued); },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.upstream_max_queued = static_cast<std::size_t>(parse_unsigned(w, v, 1, 1'000'000));
+       }},
 
       // Broker security
       {"broker-ca-file", "Broker security", "FILE",

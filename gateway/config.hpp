@@ -58,6 +58,9 @@ struct config {
   serial_flow serial_flow_control = serial_flow::none;
   std::size_t serial_max_frame_size = 255;  // the radio payload (NP) limit, raw lines too
   std::chrono::milliseconds connect_timeout{5'000};
+  // Publishes Paho may queue per broker connection before its send thread writes them; beyond it
+  // Paho refuses them (counted as upstream_publishes_dropped in the stats line).
+  std::size_t upstream_max_queued = 10'000;
   // Broker security: TLS for an ssl:// broker and credentials. Only file names are kept here; the
   // secrets are read at startup (gateway/secrets.hpp), so no secret is ever a command-line value.
   std::string broker_ca_file;            // PEM CA certificates; none: the system's CA store

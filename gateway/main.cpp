@@ -178,6 +178,7 @@ int main(int argc, char* argv[]) {
   settings.gateway_client_id = cfg.effective_upstream_client_id();
   settings.status_topic = cfg.effective_status_topic();
   settings.connect_timeout = cfg.connect_timeout;
+  settings.max_queued_publishes = static_cast<int>(cfg.upstream_max_queued);
   std::optional<mqttsn::admission> admission;
   try {
     apply_broker_security(cfg, settings);

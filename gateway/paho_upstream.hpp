@@ -152,6 +152,7 @@ class paho_upstream final : public upstream {
   void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) override;
   void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) override;
   void disconnect(const std::string& client_id) override;
+  std::string counters() const override;
 
   const paho_stats& stats() const noexcept { return stats_; }
   const paho_settings& settings() const noexcept { return settings_; }

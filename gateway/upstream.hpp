@@ -47,6 +47,10 @@ class upstream {
   virtual void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) = 0;
   virtual void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) = 0;
   virtual void disconnect(const std::string& client_id) = 0;
+
+  // The upstream's own counters for the gateway's stats line, "key=value key=value" (the gateway
+  // prefixes each key with "upstream_"). Read on the io thread.
+  virtual std::string counters() const { return {}; }
 };
 
 }  // namespace gateway

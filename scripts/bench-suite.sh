@@ -3,6 +3,7 @@
 # OUT_DIR (default bench-results/). Each command starts its own Mosquitto and gateway on loopback.
 # usage: scripts/bench-suite.sh [OUT_DIR]
 #   BUILD=build  CLIENTS=50  SECONDS_EACH=5  REPEAT=3  BIG_CLIENTS=100000  TRANSPARENT_CLIENTS="1000 5000"
+#   FANOUT_CLIENTS=200
 # Throughput and latency runs alternate gateway and direct REPEAT times (--repeat) and report the
 # repetition with the median gateway/direct ratio: on a shared machine that is what holds still.
 set -euo pipefail
@@ -28,6 +29,15 @@ for mode in aggregating transparent; do
     # Latency at half of the gateway's max throughput, the direct baseline at the same rate.
     run "$mode-qos$q-half" -c "$clients" -q "$q" -t "$secs" --rate "$half" --mode "$mode" --direct --repeat "$repeat"
   done
+done
+# Subscribe (broker -> sensors): our MQTT publisher publishes to one topic per subscribing client,
+# measured at the clients; then fan-out: one topic to every client.
+for mode in aggregating transparent; do
+  for q in 0 1; do
+    run "$mode-sub-qos$q-max" --workload subscribe -c "$clients" -q "$q" -t "$secs" --mode "$mode" --direct --repeat "$repeat"
+  done
+  run "$mode-fanout-qos1-max" --workload subscribe --topics 1 -c "${FANOUT_CLIENTS:-200}" -q 1 -t "$secs" --mode "$mode" \
+    --direct --repeat "$repeat"
 done
 # Many idle clients over one broker connection, publishing at a low total rate.
 run "aggregating-${BIG_CLIENTS:-100000}" -c "${BIG_CLIENTS:-100000}" -q 0 --rate 1000 -t 10 --idle 10 \

@@ -12,7 +12,9 @@ for json in "$@"; do
   base=${json%.json}
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  title=$(jq -r '.config | "\(.clients) clients, QoS \(.qos), \(.payload) B, rate \(if .rate == 0 then "max" else .rate end), \(.target)"' "$json")
+  title=$(jq -r '.config | if .workload == "subscribe"
+    then "subscribe: \(.clients) subscribers on \(.topics) topic(s), QoS \(.qos), \(.payload) B, rate \(if .rate == 0 then "max" else "\(.rate) publishes/s" end), \(.mode)"
+    else "\(.clients) clients, QoS \(.qos), \(.payload) B, rate \(if .rate == 0 then "max" else .rate end), \(.target)" end' "$json")
   runs=$(jq -r '.runs | keys_unsorted[]' "$json")
   for r in $runs; do
     jq -r --arg r "$r" '.runs[$r].series[] | [.t, .delivered, .p50_us, .p99_us, .gateway_rss_kib, .gateway_cpu_pct, .broker_cpu_pct] | @tsv' \

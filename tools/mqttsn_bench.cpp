@@ -6,8 +6,11 @@
 // need neither 100,000 descriptors nor 100,000 ports, and sends and receives are batched
 // (sendmmsg/recvmmsg) on one thread. Deliveries are measured at the broker by an MQTT subscriber of
 // our own: each payload carries the run, the client, a sequence number and the send time, which
-// gives throughput, loss, duplicates and end-to-end latency. The gateway's and broker's RSS and CPU
-// come from /proc. Everything is bounded in time and count and stays on loopback.
+// gives throughput, loss, duplicates and end-to-end latency. The subscribe workload turns it round:
+// the clients subscribe, MQTT publishers of our own publish to the broker, and the clients measure
+// what the gateway delivers to them (--direct: the same subscribers as MQTT clients on the broker).
+// The gateway's and broker's RSS and CPU come from /proc. Everything is bounded in time and count
+// and stays on loopback.
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <fcntl.h>
@@ -91,11 +94,17 @@ struct options {
   std::string json;
   bool fail_on_loss = false;
   unsigned repeat = 1;
+  // --workload subscribe: the clients subscribe, the bench's own MQTT publishers publish.
+  bool subscribe = false;
+  std::size_t topics = 0;      // subscribe: topics the subscribers are spread over; 0 = one each
+  std::size_t publishers = 1;  // subscribe: MQTT publishers on the broker
+  bool wildcard = false;       // subscribe: filters P/s/<k>/+, so the gateway REGISTERs each topic
 };
 
 const char* usage_text =
     "usage: mqttsn-bench [options]\n"
-    "Runs MQTT-SN clients against a gateway and measures what reaches the broker.\n"
+    "Runs MQTT-SN clients against a gateway and measures what reaches the broker (or, with\n"
+    "--workload subscribe, what the gateway delivers to them from publishers on the broker).\n"
     "Without --broker it starts its own mosquitto on a free loopback port; without --gateway it\n"
     "starts mqttsn-gateway (--gateway-bin) against that broker.\n"
     "  -c, --clients N           simulated clients (default 10)\n"
@@ -126,12 +135,27 @@ const char* usage_text =
     "      --repeat N            alternate gateway and direct runs N times; report the repetition\n"
     "                            with the median throughput ratio (default 1)\n"
     "      --fail-on-loss        exit 3 if a run lost messages, lost clients or delivered none\n"
+    "                            (or, at QoS 2, delivered one twice; subscribe: delivered one to\n"
+    "                            the wrong client or with a topic id it was not given)\n"
+    "      --workload W          publish (default): the clients publish, measured at the broker;\n"
+    "                            subscribe: the clients subscribe to topics P/s/<k> and the bench's\n"
+    "                            own MQTT publishers publish to them at --rate (publishes/s over\n"
+    "                            all publishers; max: at most --window deliveries outstanding),\n"
+    "                            measured at the clients (QoS 0-2; --direct: the same subscribers\n"
+    "                            as MQTT clients on the broker)\n"
+    "      --subscribe           the same as --workload subscribe\n"
+    "      --topics N            subscribe: topics the clients are spread over (default: one per\n"
+    "                            client; 1 = fan-out of one topic to every client)\n"
+    "      --publishers N        subscribe: MQTT publishers, taking turns (default 1)\n"
+    "      --wildcard            subscribe: filters P/s/<k>/+ (publishes to P/s/<k>/v), so the\n"
+    "                            gateway REGISTERs the topic to each client before delivering\n"
     "      --help\n";
 
 enum long_opt : int {
   o_window = 1000, o_idle, o_drain, o_connect_rate, o_connect_window, o_connect_timeout, o_retry,
   o_retries, o_keep_alive, o_direct, o_direct_only, o_mode, o_gateway_bin, o_gateway_arg, o_gateway,
   o_gateway_pid, o_broker, o_topic_prefix, o_source_base, o_json, o_fail_on_loss, o_help, o_repeat,
+  o_workload, o_topics, o_publishers, o_wildcard, o_subscribe,
 };
 
 double seconds_arg(const char* name, const char* arg, double max) {
@@ -187,6 +211,11 @@ bool parse_options(int argc, char** argv, options& o) {
       {"json", required_argument, nullptr, o_json},
       {"fail-on-loss", no_argument, nullptr, o_fail_on_loss},
       {"repeat", required_argument, nullptr, o_repeat},
+      {"workload", required_argument, nullptr, o_workload},
+      {"topics", required_argument, nullptr, o_topics},
+      {"publishers", required_argument, nullptr, o_publishers},
+      {"wildcard", no_argument, nullptr, o_wildcard},
+      {"subscribe", no_argument, nullptr, o_subscribe},
       {"help", no_argument, nullptr, o_help},
       {nullptr, 0, nullptr, 0},
   };
@@ -233,6 +262,15 @@ bool parse_options(int argc, char** argv, options& o) {
       case o_json: o.json = a; break;
       case o_fail_on_loss: o.fail_on_loss = true; break;
       case o_repeat: o.repeat = static_cast<unsigned>(number_arg("repeat", a, 1, 100)); break;
+      case o_workload:
+        if (std::string_view(a) != "publish" && std::string_view(a) != "subscribe")
+          throw cli::usage_error(std::string("--workload: '") + a + "' is not publish or subscribe");
+        o.subscribe = std::string_view(a) == "subscribe";
+        break;
+      case o_topics: o.topics = static_cast<std::size_t>(number_arg("topics", a, 1, 1'000'000)); break;
+      case o_publishers: o.publishers = static_cast<std::size_t>(number_arg("publishers", a, 1, 10'000)); break;
+      case o_wildcard: o.wildcard = true; break;
+      case o_subscribe: o.subscribe = true; break;
       case o_help: std::cout << usage_text; return false;
       case ':': throw cli::usage_error(cli::option_name(argv, prev, optopt) + " needs a value");
       default: throw cli::usage_error("unknown option " + cli::option_name(argv, prev, optopt));
@@ -240,6 +278,14 @@ bool parse_options(int argc, char** argv, options& o) {
   }
   if (optind < argc) throw cli::usage_error(std::string("unexpected argument '") + argv[optind] + "'");
   if (o.window == 0) o.window = std::max<std::size_t>(64, 4 * o.clients);
+  if (o.subscribe) {
+    if (o.qos < 0) throw cli::usage_error("--workload subscribe: --qos must be 0, 1 or 2 (QoS -1 is publish only)");
+    if (o.topics == 0) o.topics = o.clients;
+    if (o.topics > o.clients)
+      throw cli::usage_error("--topics: " + std::to_string(o.topics) + " is more than the " + std::to_string(o.clients) + " clients");
+  } else if (o.topics != 0 || o.publishers != 1 || o.wildcard) {
+    throw cli::usage_error("--topics, --publishers and --wildcard go with --workload subscribe");
+  }
   if (o.gateway_bin.empty()) o.gateway_bin = self_dir() + "/mqttsn-gateway";
   return true;
 }
@@ -308,7 +354,9 @@ void write_header(std::uint8_t* p, std::uint32_t run, std::uint32_t client, std:
   std::memcpy(p + 12, &t, 8);
 }
 
-// What the measuring subscriber saw during one run. Fed on Paho's thread, read by the main thread.
+// What the receivers saw during one run: the measuring subscriber (publish workload, on its own
+// thread; keyed by the sending client) or the subscribing clients (subscribe workload, on the main
+// thread; keyed by the receiving client). Read by the main thread.
 class collector {
  public:
   static constexpr std::size_t max_bins = 3700;
@@ -321,23 +369,47 @@ class collector {
   collector(std::uint32_t run, std::size_t clients, std::int64_t start_ns)
       : run_(run), start_ns_(start_ns), seen_(clients) {}
 
+  // Publish workload: the payload names its sender, the key.
   void on_payload(const std::uint8_t* p, std::size_t n, std::int64_t now) {
-    if (n < header_size) {
-      ++foreign_;
-      return;
-    }
-    std::uint32_t run = 0, client = 0, seq = 0;
-    std::int64_t sent = 0;
-    std::memcpy(&run, p, 4);
-    std::memcpy(&client, p + 4, 4);
-    std::memcpy(&seq, p + 8, 4);
-    std::memcpy(&sent, p + 12, 8);
+    const auto h = parse(p, n);
     std::lock_guard lock(mutex_);
-    if (run != run_ || client >= seen_.size()) {
+    if (!h || h->source >= seen_.size()) {
       ++foreign_;
       return;
     }
-    auto& s = seen_[client];
+    record(h->source, h->seq, h->sent, now);
+  }
+  // Subscribe workload: `receiver` got a message that should come from topic `topic` (the
+  // payload's source), with that topic's sequence number.
+  void on_delivery(std::uint32_t receiver, std::uint32_t topic, const std::uint8_t* p, std::size_t n, std::int64_t now) {
+    const auto h = parse(p, n);
+    std::lock_guard lock(mutex_);
+    if (!h || h->source != topic || receiver >= seen_.size()) {
+      ++foreign_;
+      return;
+    }
+    record(receiver, h->seq, h->sent, now);
+  }
+
+ private:
+  struct header {
+    std::uint32_t source = 0, seq = 0;
+    std::int64_t sent = 0;
+  };
+  std::optional<header> parse(const std::uint8_t* p, std::size_t n) const {
+    if (n < header_size) return std::nullopt;
+    std::uint32_t run = 0;
+    header h;
+    std::memcpy(&run, p, 4);
+    std::memcpy(&h.source, p + 4, 4);
+    std::memcpy(&h.seq, p + 8, 4);
+    std::memcpy(&h.sent, p + 12, 8);
+    if (run != run_) return std::nullopt;
+    return h;
+  }
+  // Under the lock.
+  void record(std::uint32_t key, std::uint32_t seq, std::int64_t sent, std::int64_t now) {
+    auto& s = seen_[key];
     if (seq >= s.size()) s.resize(std::max<std::size_t>(seq + 1, s.size() * 2));
     if (s[seq]) {
       ++duplicates_;
@@ -355,6 +427,7 @@ class collector {
     delivered_.fetch_add(1, std::memory_order_relaxed);
   }
 
+ public:
   std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
   // "client 3: seq 17-18" lines for the first `max` gaps (what was sent and never seen).
   std::string gaps(const std::vector<std::uint32_t>& sent_per_client, std::size_t max) const {
@@ -542,6 +615,9 @@ struct run_result {
   std::size_t clients = 0, connected = 0, connect_failed = 0;
   double connect_s = 0;
   histogram connect_latency;
+  // Publish workload: sent = published, one delivery each. Subscribe workload: published by our
+  // MQTT publishers, sent = the deliveries they should cause (the subscribers of each topic).
+  std::uint64_t published = 0;
   std::uint64_t sent = 0, retransmissions = 0, rejected = 0, gave_up = 0, send_errors = 0, connect_congestion = 0;
   std::uint64_t delivered = 0, duplicates = 0, foreign = 0, lost_clients = 0;
   double publish_s = 0;
@@ -604,7 +680,7 @@ class sampler {
   std::uint64_t peak_ = 0;
 };
 
-// Publishing pace shared by both loads: how many messages may go now.
+// Publishing pace shared by every load: how many messages may go now.
 struct pace {
   double rate = 0;  // 0: as fast as the window allows
   std::int64_t start = 0;
@@ -614,6 +690,124 @@ struct pace {
     return due > sent ? due - sent : 0;
   }
 };
+
+// Publish workload: whose turn it is to publish. QoS 1/2: a client keeps its turn until its
+// message is acknowledged (done()), one message in flight per client; QoS -1/0: it goes back in
+// line at once.
+class turns {
+ public:
+  explicit turns(int qos) : acked_(qos >= 1) {}
+  void add(std::uint32_t i) { free_.push_back(i); }
+  // Whether a client may publish now; clients no longer `ready` lose their turn.
+  template <class Ready>
+  bool any(Ready&& ready) {
+    while (!free_.empty() && !ready(free_.front())) free_.pop_front();
+    return !free_.empty();
+  }
+  std::uint32_t take() {
+    const auto i = free_.front();
+    free_.pop_front();
+    if (acked_) {
+      ++inflight_;
+    } else {
+      free_.push_back(i);
+    }
+    return i;
+  }
+  void done(std::uint32_t i) {
+    --inflight_;
+    free_.push_back(i);
+  }
+  void lost() { --inflight_; }  // a client gone with a message in flight
+  std::size_t inflight() const { return inflight_; }
+
+ private:
+  const bool acked_;
+  std::deque<std::uint32_t> free_;
+  std::size_t inflight_ = 0;
+};
+
+// Waits until `until` (50 ms at most) for input on any of the loads' descriptors, then lets each
+// handle its input, its timers and its queued output. A load has int fd(), void flush_out() and
+// void service(run_result&), none of which blocks.
+template <class... Loads>
+void wait_any(std::int64_t until, run_result& r, Loads&... loads) {
+  (loads.flush_out(), ...);
+  pollfd fds[] = {pollfd{loads.fd(), POLLIN, 0}...};
+  const auto wait_ms = std::max<std::int64_t>(0, (until - now_ns() + 999'999) / 1'000'000);
+  ::poll(fds, sizeof...(Loads), static_cast<int>(std::min<std::int64_t>(wait_ms, 50)));
+  (loads.service(r), ...);
+}
+
+// The publishing loop of every workload and load: sends what the pace (--rate) or the window
+// allows for --duration, samples /proc once a second, then drains until everything sent is
+// delivered and acknowledged (or --drain ends). The source has bool can_send(),
+// std::uint64_t send(t) (publishes one message; returns the deliveries it should cause) and
+// std::size_t inflight() (messages awaiting their publisher's acknowledgement). `windowed`: at most
+// --window deliveries outstanding (max rate without a per-message acknowledgement to wait for).
+// wait(until) serves every load of the run.
+template <class Source, class Wait>
+void paced_publishing(const options& o, bool windowed, run_result& r, const collector& col, sampler& smp, Source& src,
+                      Wait&& wait) {
+  const auto start = now_ns();
+  const auto end = start + static_cast<std::int64_t>(o.duration_s * ns_per_s);
+  const pace p{o.rate, start};
+  const auto outstanding = [&] { return r.sent - std::min(r.sent, col.delivered()); };
+  while (now_ns() < end) {
+    const auto t = now_ns();
+    auto allowed = p.allowed(t, r.published);
+    while (allowed > 0 && (!windowed || outstanding() < o.window) && src.can_send()) {
+      r.sent += src.send(t);
+      ++r.published;
+      --allowed;
+    }
+    series_point sp;
+    if (smp.maybe(t, sp)) r.series.push_back(sp);
+    // Wake for the next due message, or at once when the pace is not the limit.
+    std::int64_t wake = t + 1'000'000;
+    if (o.rate > 0)
+      wake = std::min(wake, start + static_cast<std::int64_t>(static_cast<double>(r.published) / o.rate * ns_per_s));
+    wait(wake);
+  }
+  r.publish_s = static_cast<double>(std::min(now_ns(), end) - start) / ns_per_s;
+  // Drain: acknowledgements and deliveries still on their way.
+  const auto drain_end = now_ns() + static_cast<std::int64_t>(o.drain_s * ns_per_s);
+  while (now_ns() < drain_end && (src.inflight() > 0 || col.delivered() < r.sent)) {
+    wait(now_ns() + 5'000'000);
+    series_point sp;
+    if (smp.maybe(now_ns(), sp)) r.series.push_back(sp);
+  }
+  smp.end(now_ns(), r);
+}
+
+// Subscribe workload: client i subscribes to topic i % topics; publishes to topic k go to
+// P/s/<k> (or P/s/<k>/v under the filter P/s/<k>/+ with --wildcard).
+std::uint32_t topic_of(const options& o, std::uint32_t client) { return static_cast<std::uint32_t>(client % o.topics); }
+std::string publish_topic(const options& o, std::uint32_t k) {
+  return o.topic_prefix + "/s/" + std::to_string(k) + (o.wildcard ? "/v" : "");
+}
+std::string subscribe_filter(const options& o, std::uint32_t k) {
+  return o.topic_prefix + "/s/" + std::to_string(k) + (o.wildcard ? "/+" : "");
+}
+// Deliveries a publish to each topic should cause: its subscribed clients.
+template <class Subscribers>
+std::vector<std::uint32_t> subscribers_per_topic(const options& o, const Subscribers& s) {
+  std::vector<std::uint32_t> v(o.topics);
+  for (std::uint32_t i = 0; i < o.clients; ++i) {
+    if (s.ready(i)) ++v[topic_of(o, i)];
+  }
+  return v;
+}
+// Messages each subscribed client should have received, from what was published per topic.
+template <class Subscribers>
+std::vector<std::uint32_t> expected_per_subscriber(const options& o, const Subscribers& s,
+                                                   const std::vector<std::uint32_t>& published_per_topic) {
+  std::vector<std::uint32_t> v(o.clients);
+  for (std::uint32_t i = 0; i < o.clients; ++i) {
+    if (s.ready(i)) v[i] = published_per_topic[topic_of(o, i)];
+  }
+  return v;
+}
 
 // ---------------------------------------------------------------- MQTT-SN clients over UDP
 
@@ -686,9 +880,9 @@ class sn_load {
         ++connecting_;
         send_connect(static_cast<std::uint32_t>(next++), false, t);
       }
-      const auto before = connacks_;
+      const auto before = connacks_ + ready_;  // subscribe workload: ready at SUBACK
       pump(t + 1'000'000, r);
-      if (connacks_ != before) last_connack = now_ns();
+      if (connacks_ + ready_ != before) last_connack = now_ns();
     }
     for (auto& c : clients_) {
       if (c.st != state::ready && c.st != state::failed) {
@@ -712,56 +906,49 @@ class sn_load {
 
   void publish(run_result& r, collector& col, sampler& smp) {
     for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-      if (clients_[i].st == state::ready) free_.push_back(i);
+      if (clients_[i].st == state::ready) turns_.add(i);
     }
-    const auto start = now_ns();
-    const auto end = start + static_cast<std::int64_t>(o_.duration_s * ns_per_s);
-    pace p{o_.rate, start};
-    const bool acked = o_.qos >= 1;
-    while (now_ns() < end) {
-      const auto t = now_ns();
-      auto allowed = p.allowed(t, r.sent);
-      while (allowed > 0 && !free_.empty() &&
-             (acked || o_.rate > 0 || r.sent - std::min(r.sent, col.delivered()) < o_.window)) {
-        const auto i = free_.front();
-        free_.pop_front();
-        auto& c = clients_[i];
-        if (c.st != state::ready) continue;
-        c.seq_sent = c.seq++;
-        c.t_sent = t;
-        c.tries = 0;
-        send_publish(i, false, t);
-        ++r.sent;
-        --allowed;
-        if (acked) {
-          c.phase = 1;
-          ++inflight_;
-        } else {
-          free_.push_back(i);
-        }
-      }
-      flush();
-      series_point sp;
-      if (smp.maybe(t, sp)) r.series.push_back(sp);
-      // Wake for the next due message, or at once when the pace is not the limit.
-      std::int64_t wake = t + 1'000'000;
-      if (o_.rate > 0) wake = std::min(wake, start + static_cast<std::int64_t>(static_cast<double>(r.sent) / o_.rate * ns_per_s));
-      pump(wake, r);
-    }
-    r.publish_s = static_cast<double>(std::min(now_ns(), end) - start) / ns_per_s;
-    // Drain: acknowledgements and deliveries still on their way.
-    const auto drain_end = now_ns() + static_cast<std::int64_t>(o_.drain_s * ns_per_s);
-    while (now_ns() < drain_end && (inflight_ > 0 || col.delivered() < r.sent)) {
-      pump(now_ns() + 5'000'000, r);
-      series_point sp;
-      if (smp.maybe(now_ns(), sp)) r.series.push_back(sp);
-    }
-    smp.end(now_ns(), r);
+    paced_publishing(o_, o_.qos < 1 && o_.rate <= 0, r, col, smp, *this, [&](std::int64_t until) { pump(until, r); });
+    counters_into(r);
+  }
+
+  // The source of paced_publishing() in the publish workload.
+  bool can_send() {
+    return turns_.any([&](std::uint32_t i) { return clients_[i].st == state::ready; });
+  }
+  std::uint64_t send(std::int64_t t) {
+    const auto i = turns_.take();
+    auto& c = clients_[i];
+    c.seq_sent = c.seq++;
+    c.t_sent = t;
+    c.tries = 0;
+    if (o_.qos >= 1) c.phase = 1;
+    send_publish(i, false, t);
+    return 1;
+  }
+  std::size_t inflight() const { return turns_.inflight(); }
+
+  // Subscribe workload: deliveries go to `c` from now on.
+  void measure(collector* c) { col_ = c; }
+  bool ready(std::uint32_t i) const { return clients_[i].st == state::ready; }
+
+  void counters_into(run_result& r) const {
     r.retransmissions = retransmissions_;
     r.rejected = rejected_;
     r.gave_up = gave_up_;
     r.send_errors = send_errors_;
     r.lost_clients = lost_;
+  }
+
+  // For wait_any().
+  int fd() const { return fd_; }
+  void flush_out() { flush(); }
+  void service(run_result& r) {
+    receive(r);
+    now_cached_ = now_ns();
+    expire(now_cached_);
+    keep_alive(now_cached_);
+    flush();
   }
 
   std::vector<std::uint32_t> sent_per_client() const {
@@ -782,12 +969,13 @@ class sn_load {
   }
 
  private:
-  enum class state : std::uint8_t { idle, connecting, registering, ready, failed };
-  enum class kind : std::uint8_t { connect, register_, publish, pubrel };
+  enum class state : std::uint8_t { idle, connecting, registering, subscribing, ready, failed };
+  enum class kind : std::uint8_t { connect, register_, subscribe, publish, pubrel };
   struct client {
     state st = state::idle;
     std::uint8_t phase = 0;  // 0 free, 1 awaiting PUBACK/PUBREC, 2 awaiting PUBCOMP
     std::uint8_t tries = 0;
+    bool awaiting_pubrel = false;  // subscribe workload: a QoS 2 message (mid) delivered, PUBREL due
     mqttsn::topic_id topic = 0;
     mqttsn::msg_id mid = 0;
     std::uint32_t seq = 0, seq_sent = 0;
@@ -821,6 +1009,17 @@ class sn_load {
   void send_register(std::uint32_t i, bool retry, std::int64_t t) {
     queue(i, mqttsn::encode(mqttsn::register_{0, 1, topic_name(i)}));
     arm(i, kind::register_, 1, t);
+    if (retry) ++retransmissions_;
+  }
+  // Subscribe workload: the filter of its topic at the run's QoS (message id 1).
+  void send_subscribe(std::uint32_t i, bool retry, std::int64_t t) {
+    mqttsn::subscribe s;
+    s.dup = retry;
+    s.q = static_cast<mqttsn::qos>(static_cast<std::int8_t>(o_.qos));
+    s.mid = 1;
+    s.topic_name = subscribe_filter(o_, topic_of(o_, i));
+    queue(i, mqttsn::encode(s));
+    arm(i, kind::subscribe, 1, t);
     if (retry) ++retransmissions_;
   }
   void send_publish(std::uint32_t i, bool dup, std::int64_t t) {
@@ -897,17 +1096,7 @@ class sn_load {
   }
 
   // Sends what is queued, waits for datagrams until `until` (at most), handles them and the timers.
-  void pump(std::int64_t until, run_result& r) {
-    flush();
-    now_cached_ = now_ns();
-    const auto wait_ms = std::max<std::int64_t>(0, (until - now_cached_ + 999'999) / 1'000'000);
-    pollfd pfd{fd_, POLLIN, 0};
-    if (::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(wait_ms, 50))) > 0) receive(r);
-    now_cached_ = now_ns();
-    expire(now_cached_);
-    keep_alive(now_cached_);
-    flush();
-  }
+  void pump(std::int64_t until, run_result& r) { wait_any(until, r, *this); }
 
   void receive(run_result& r) {
     mmsghdr msgs[batch];
@@ -966,8 +1155,29 @@ class sn_load {
                        return;
                      }
                      connect_latency_.record(static_cast<std::uint64_t>(t - c.t0));
-                     c.st = state::registering;
-                     send_register(i, false, t);
+                     if (o_.subscribe) {
+                       c.st = state::subscribing;
+                       send_subscribe(i, false, t);
+                     } else {
+                       c.st = state::registering;
+                       send_register(i, false, t);
+                     }
+                   },
+                   [&](const mqttsn::suback& a) {
+                     if (c.st != state::subscribing || a.mid != 1) return;
+                     if (a.rc != mqttsn::return_code::accepted) {
+                       c.st = state::failed;
+                       ++failed_;
+                       return;
+                     }
+                     c.topic = a.id;  // 0 for a wildcard filter: the gateway REGISTERs each topic
+                     c.st = state::ready;
+                     ++ready_;
+                   },
+                   [&](const mqttsn::publish& p) { on_publish(i, p); },
+                   [&](const mqttsn::pubrel& a) {  // subscribe workload: the end of a QoS 2 delivery
+                     if (c.awaiting_pubrel && a.mid == c.mid) c.awaiting_pubrel = false;
+                     queue(i, mqttsn::encode(mqttsn::pubcomp{a.mid}));
                    },
                    [&](const mqttsn::regack& a) {
                      if (c.st != state::registering) return;
@@ -997,6 +1207,8 @@ class sn_load {
                      done(i);
                    },
                    [&](const mqttsn::register_& g) {  // the gateway's REGISTER: accept it
+                     // Subscribe workload: the id of the one topic this client's filter matches.
+                     if (o_.subscribe && g.topic_name == publish_topic(o_, topic_of(o_, i))) c.topic = g.id;
                      queue(i, mqttsn::encode(mqttsn::regack{g.id, g.mid, mqttsn::return_code::accepted}));
                    },
                    [&](const mqttsn::pingreq&) { queue(i, mqttsn::encode(mqttsn::pingresp{})); },
@@ -1005,7 +1217,7 @@ class sn_load {
                        ++lost_;
                        if (c.phase != 0) {
                          c.phase = 0;
-                         --inflight_;
+                         turns_.lost();
                        }
                      }
                      if (c.st == state::connecting) --connecting_;
@@ -1018,11 +1230,32 @@ class sn_load {
     (void)r;
   }
 
+  // Subscribe workload: a message from the gateway, answered as the spec says (PUBACK, or PUBREC
+  // then PUBCOMP after PUBREL; a QoS 2 message is delivered once even if it comes again before
+  // its PUBREL; a topic id the client does not know is refused with PUBACK "invalid topic id").
+  void on_publish(std::uint32_t i, const mqttsn::publish& p) {
+    auto& c = clients_[i];
+    if (!o_.subscribe || c.st != state::ready) return;
+    if (p.id_type != mqttsn::topic_id_type::normal || p.id == 0 || p.id != c.topic) {
+      ++rejected_;
+      queue(i, mqttsn::encode(mqttsn::puback{p.id, p.mid, mqttsn::return_code::invalid_topic_id}));
+      return;
+    }
+    const bool again = p.q == mqttsn::qos::exactly_once && c.awaiting_pubrel && c.mid == p.mid;
+    if (!again && col_) col_->on_delivery(i, topic_of(o_, i), p.data.data(), p.data.size(), now_cached_);
+    if (p.q == mqttsn::qos::at_least_once) {
+      queue(i, mqttsn::encode(mqttsn::puback{p.id, p.mid, mqttsn::return_code::accepted}));
+    } else if (p.q == mqttsn::qos::exactly_once) {
+      c.awaiting_pubrel = true;
+      c.mid = p.mid;
+      queue(i, mqttsn::encode(mqttsn::pubrec{p.mid}));
+    }
+  }
+
   void done(std::uint32_t i) {
     auto& c = clients_[i];
     c.phase = 0;
-    --inflight_;
-    free_.push_back(i);
+    turns_.done(i);
   }
 
   void expire(std::int64_t t) {
@@ -1036,6 +1269,9 @@ class sn_load {
           break;
         case kind::register_:
           if (c.st == state::registering) send_register(tm.client, true, t);
+          break;
+        case kind::subscribe:
+          if (c.st == state::subscribing) send_subscribe(tm.client, true, t);
           break;
         case kind::publish:
         case kind::pubrel: {
@@ -1075,26 +1311,32 @@ class sn_load {
   sockaddr_in gw_{};
   std::uint32_t base_ = 0;
   std::vector<client> clients_;
-  std::deque<std::uint32_t> free_;
+  turns turns_{o_.qos};
   std::deque<timer> timers_;  // due times only grow: a FIFO is a priority queue here
   std::vector<slot> out_, in_;
   std::size_t count_ = 0;
   std::int64_t now_cached_ = 0, last_scan_ = 0;
-  std::size_t ready_ = 0, failed_ = 0, connecting_ = 0, inflight_ = 0;
+  std::size_t ready_ = 0, failed_ = 0, connecting_ = 0;
   std::uint64_t connacks_ = 0, congested_ = 0, retransmissions_ = 0, rejected_ = 0, gave_up_ = 0, send_errors_ = 0, lost_ = 0;
   histogram connect_latency_;
+  collector* col_ = nullptr;
 };
 
-// ---------------------------------------------------------------- the same workload as MQTT clients
+// ---------------------------------------------------------------- plain MQTT clients over TCP
 
-class direct_load {
+// N plain MQTT clients on one epoll: connects them (at --connect-rate, at most --connect-window
+// awaiting CONNACK), writes their queued output, splits their input into packets for the load
+// built on it. `State` is the load's own per-client state.
+template <class State>
+class tcp_clients {
  public:
-  direct_load(const options& o, const std::string& uri, std::uint32_t run) : o_(o), uri_(uri), run_(run) {
+  tcp_clients(const options& o, std::string uri, std::string id_prefix, std::size_t count)
+      : o_(o), conns_(count), uri_(std::move(uri)), id_prefix_(std::move(id_prefix)) {
     ep_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (ep_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
   }
-  ~direct_load() {
-    for (auto& c : clients_) {
+  virtual ~tcp_clients() {
+    for (auto& c : conns_) {
       if (c.fd < 0) continue;
       wire::bytes out;
       wire::append_simple(out, wire::disconnect);
@@ -1103,26 +1345,25 @@ class direct_load {
     }
     ::close(ep_);
   }
-  direct_load(const direct_load&) = delete;
-  direct_load& operator=(const direct_load&) = delete;
+  tcp_clients(const tcp_clients&) = delete;
+  tcp_clients& operator=(const tcp_clients&) = delete;
 
-  void connect_all(run_result& r, sampler& smp) {
+  // Connects every client; a client counts as connected when the load calls mark_ready().
+  void connect_all(run_result& r) {
     const auto start = now_ns();
-    smp.begin(start);
     const auto deadline = start + static_cast<std::int64_t>(o_.connect_timeout_s * ns_per_s);
-    clients_.resize(o_.clients);
-    pace p{o_.connect_rate, start};
+    const pace p{o_.connect_rate, start};
     std::size_t next = 0;
     std::int64_t last = start;
-    while ((next < o_.clients || connecting_ > 0) && now_ns() < deadline) {
+    while ((next < conns_.size() || connecting_ > 0) && now_ns() < deadline) {
       const auto t = now_ns();
       auto allowed = p.allowed(t, next);
-      while (next < o_.clients && connecting_ < o_.connect_window && allowed-- > 0) {
-        auto& c = clients_[next];
+      while (next < conns_.size() && connecting_ < o_.connect_window && allowed-- > 0) {
+        auto& c = conns_[next];
         try {
           c.fd = tcp_connect(uri_);
         } catch (const std::exception& e) {
-          if (r.connect_failed++ == 0) std::cerr << "mqttsn-bench: direct: " << e.what() << '\n';
+          if (r.connect_failed++ == 0) std::cerr << "mqttsn-bench: " << id_prefix_ << ": " << e.what() << '\n';
           ++next;
           continue;
         }
@@ -1132,176 +1373,333 @@ class direct_load {
         ev.events = EPOLLIN;
         ev.data.u32 = static_cast<std::uint32_t>(next);
         ::epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev);
-        wire::append_connect(c.out, "d" + std::to_string(run_) + "-" + std::to_string(next), o_.keep_alive);
+        wire::append_connect(c.out, id_prefix_ + std::to_string(next), o_.keep_alive);
         c.t0 = t;
         ++connecting_;
-        flush(static_cast<std::uint32_t>(next++));
+        send(static_cast<std::uint32_t>(next++));
       }
       const auto before = r.connected;
-      poll(t + 1'000'000, r);
+      wait_any(t + 1'000'000, r, *this);
       if (r.connected != before) last = now_ns();
     }
-    r.connect_failed += connecting_ + (o_.clients - next);
+    r.connect_failed += connecting_ + (conns_.size() - next);
     r.connect_s = static_cast<double>(last - start) / ns_per_s;
     r.connect_latency = connect_latency_;
   }
 
-  void publish(run_result& r, collector& col, sampler& smp) {
-    const int q = std::max(0, o_.qos);
-    const bool acked = q >= 1;
-    for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-      if (clients_[i].ready) free_.push_back(i);
+  bool ready(std::uint32_t i) const { return conns_[i].ready; }
+  std::uint64_t lost() const { return lost_; }
+
+  int fd() const { return ep_; }
+  void flush_out() {
+    auto pending = std::move(pending_out_);
+    pending_out_.clear();
+    for (auto i : pending) {
+      conns_[i].queued = false;
+      send(i);
     }
-    std::vector<std::uint8_t> payload(o_.payload, 0x5A);
-    const auto start = now_ns();
-    const auto end = start + static_cast<std::int64_t>(o_.duration_s * ns_per_s);
-    pace p{o_.rate, start};
-    while (now_ns() < end) {
-      const auto t = now_ns();
-      auto allowed = p.allowed(t, r.sent);
-      while (allowed > 0 && !free_.empty() &&
-             (acked || o_.rate > 0 || r.sent - std::min(r.sent, col.delivered()) < o_.window)) {
-        const auto i = free_.front();
-        free_.pop_front();
-        auto& c = clients_[i];
-        write_header(payload.data(), run_, i, c.seq++, t);
-        if (acked) c.mid = static_cast<std::uint16_t>(c.mid % 0xFFFF + 1);
-        wire::append_publish(c.out, o_.topic_prefix + "/" + std::to_string(i), payload, q, c.mid);
-        flush(i);
-        ++r.sent;
-        --allowed;
-        if (acked) {
-          c.phase = 1;
-          ++inflight_;
-        } else {
-          free_.push_back(i);
-        }
-      }
-      series_point sp;
-      if (smp.maybe(t, sp)) r.series.push_back(sp);
-      std::int64_t wake = t + 1'000'000;
-      if (o_.rate > 0) wake = std::min(wake, start + static_cast<std::int64_t>(static_cast<double>(r.sent) / o_.rate * ns_per_s));
-      poll(wake, r);
+  }
+  void service(run_result& r) {
+    epoll_event events[256];
+    for (int rounds = 0; rounds < 16; ++rounds) {
+      const int n = ::epoll_wait(ep_, events, 256, 0);
+      for (int k = 0; k < n; ++k) read(events[k].data.u32, r);
+      if (n < 256) return;
     }
-    r.publish_s = static_cast<double>(now_ns() - start) / ns_per_s;
-    const auto drain_end = now_ns() + static_cast<std::int64_t>(o_.drain_s * ns_per_s);
-    while (now_ns() < drain_end && (inflight_ > 0 || col.delivered() < r.sent)) {
-      poll(now_ns() + 5'000'000, r);
-      series_point sp;
-      if (smp.maybe(now_ns(), sp)) r.series.push_back(sp);
-    }
-    smp.end(now_ns(), r);
-    r.lost_clients = lost_;
   }
 
- private:
-  struct client {
+ protected:
+  struct conn : State {
     int fd = -1;
     wire::reader in;
     wire::bytes out;
-    std::uint32_t seq = 0;
-    std::uint16_t mid = 0;
-    std::uint8_t phase = 0;  // 0 free, 1 awaiting PUBACK/PUBREC, 2 awaiting PUBCOMP
-    bool ready = false;
+    bool connacked = false, ready = false, queued = false;
     std::int64_t t0 = 0;
   };
 
-  // Writes what the client has queued; what the kernel does not take waits for the next call.
-  void flush(std::uint32_t i) {
-    auto& c = clients_[i];
+  // An accepted CONNACK: the client is ready, or (subscribers) has more to do first.
+  virtual void on_connack(std::uint32_t i, run_result& r) { mark_ready(i, r); }
+  virtual void on_packet(std::uint32_t i, const wire::packet& p, run_result& r) = 0;
+  virtual void on_drop(std::uint32_t) {}
+
+  void mark_ready(std::uint32_t i, run_result& r) {
+    auto& c = conns_[i];
+    if (c.ready || c.t0 == 0) return;
+    c.ready = true;
+    --connecting_;
+    ++ready_;
+    ++r.connected;
+    connect_latency_.record(static_cast<std::uint64_t>(now_ns() - c.t0));
+    c.t0 = 0;
+  }
+  void mark_failed(std::uint32_t i, run_result& r) {
+    auto& c = conns_[i];
+    if (c.ready || c.t0 == 0) return;
+    --connecting_;
+    ++r.connect_failed;
+    c.t0 = 0;
+  }
+
+  // Writes what the client has queued; what the kernel does not take waits for flush_out().
+  void send(std::uint32_t i) {
+    auto& c = conns_[i];
     if (c.out.empty() || c.fd < 0) return;
     const auto n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) c.out.erase(c.out.begin(), c.out.begin() + n);
-    if (!c.out.empty()) pending_out_.push_back(i);
-  }
-
-  void poll(std::int64_t until, run_result& r) {
-    if (!pending_out_.empty()) {
-      auto pending = std::move(pending_out_);
-      pending_out_.clear();
-      for (auto i : pending) flush(i);
+    if (!c.out.empty() && !c.queued) {
+      c.queued = true;
+      pending_out_.push_back(i);
     }
-    const auto wait_ms = std::max<std::int64_t>(0, (until - now_ns() + 999'999) / 1'000'000);
-    epoll_event events[256];
-    const int n = ::epoll_wait(ep_, events, 256, static_cast<int>(std::min<std::int64_t>(wait_ms, 50)));
-    for (int k = 0; k < n; ++k) read(events[k].data.u32, r);
   }
 
+  const options& o_;
+  std::vector<conn> conns_;
+  std::vector<std::uint32_t> pending_out_;  // clients with output the kernel did not take yet
+  std::size_t ready_ = 0;
+
+ private:
   void read(std::uint32_t i, run_result& r) {
-    auto& c = clients_[i];
+    auto& c = conns_[i];
     for (;;) {
+      if (c.fd < 0) return;
       const auto n = ::recv(c.fd, c.in.space(1 << 14), 1 << 14, MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) drop(i);
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) drop(i, r);
         return;
       }
       c.in.commit(static_cast<std::size_t>(n));
       wire::packet p;
       bool bad = false;
-      while (in_packet(c, p, bad)) handle(i, p, r);
+      while (c.in.next(p, bad)) {
+        if (p.type != wire::connack) {
+          on_packet(i, p, r);
+        } else if (!c.connacked && c.t0 != 0) {
+          c.connacked = true;
+          if (p.body.size() >= 2 && p.body[1] == 0) {
+            on_connack(i, r);
+          } else {
+            mark_failed(i, r);
+          }
+        }
+      }
       if (bad) {
-        drop(i);
+        drop(i, r);
         return;
       }
     }
   }
-  static bool in_packet(client& c, wire::packet& p, bool& bad) { return c.in.next(p, bad); }
 
-  void handle(std::uint32_t i, const wire::packet& p, run_result& r) {
-    auto& c = clients_[i];
+  void drop(std::uint32_t i, run_result& r) {
+    auto& c = conns_[i];
+    ::epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::close(c.fd);
+    c.fd = -1;
+    if (c.ready) {
+      ++lost_;
+      --ready_;
+    }
+    mark_failed(i, r);
+    c.ready = false;
+    on_drop(i);
+  }
+
+  std::string uri_, id_prefix_;
+  int ep_ = -1;
+  std::size_t connecting_ = 0;
+  std::uint64_t lost_ = 0;
+  histogram connect_latency_;
+};
+
+// Publish workload, --direct: the same clients, topics, payloads, QoS and pacing as the MQTT-SN
+// clients, as MQTT clients straight to the broker (QoS -1 is sent as QoS 0).
+struct direct_publisher_state {
+  std::uint32_t seq = 0;
+  std::uint16_t mid = 0;
+  std::uint8_t phase = 0;  // 0 free, 1 awaiting PUBACK/PUBREC, 2 awaiting PUBCOMP
+};
+
+class direct_load final : public tcp_clients<direct_publisher_state> {
+ public:
+  direct_load(const options& o, const std::string& uri, std::uint32_t run)
+      : tcp_clients(o, uri, "d" + std::to_string(run) + "-", o.clients), run_(run), payload_(o.payload, 0x5A) {}
+
+  void publish(run_result& r, collector& col, sampler& smp) {
+    for (std::uint32_t i = 0; i < conns_.size(); ++i) {
+      if (conns_[i].ready) turns_.add(i);
+    }
+    paced_publishing(o_, o_.qos < 1 && o_.rate <= 0, r, col, smp, *this,
+                     [&](std::int64_t until) { wait_any(until, r, *this); });
+    r.lost_clients = lost();
+  }
+
+  bool can_send() {
+    return turns_.any([&](std::uint32_t i) { return conns_[i].ready; });
+  }
+  std::uint64_t send(std::int64_t t) {
+    const auto i = turns_.take();
+    auto& c = conns_[i];
+    const int q = std::max(0, o_.qos);
+    write_header(payload_.data(), run_, i, c.seq++, t);
+    if (q >= 1) {
+      c.mid = static_cast<std::uint16_t>(c.mid % 0xFFFF + 1);
+      c.phase = 1;
+    }
+    wire::append_publish(c.out, o_.topic_prefix + "/" + std::to_string(i), payload_, q, c.mid);
+    tcp_clients::send(i);
+    return 1;
+  }
+  std::size_t inflight() const { return turns_.inflight(); }
+
+ private:
+  void on_packet(std::uint32_t i, const wire::packet& p, run_result&) override {
+    auto& c = conns_[i];
     switch (p.type) {
-      case wire::connack:
-        if (c.ready || c.t0 == 0) return;
-        --connecting_;
-        if (p.body.size() >= 2 && p.body[1] == 0) {
-          c.ready = true;
-          ++r.connected;
-          connect_latency_.record(static_cast<std::uint64_t>(now_ns() - c.t0));
-        } else {
-          ++r.connect_failed;
-        }
-        c.t0 = 0;
-        return;
       case wire::puback:
       case wire::pubcomp:
         if (c.phase == 0 || p.mid() != c.mid) return;
         c.phase = 0;
-        --inflight_;
-        free_.push_back(i);
+        turns_.done(i);
         return;
       case wire::pubrec:
         if (c.phase != 1 || p.mid() != c.mid) return;
         c.phase = 2;
         wire::append_ack(c.out, wire::pubrel, c.mid);
-        flush(i);
+        tcp_clients::send(i);
+        return;
+      default: return;
+    }
+  }
+  void on_drop(std::uint32_t i) override {
+    if (conns_[i].phase != 0) turns_.lost();
+    conns_[i].phase = 0;
+  }
+
+  std::uint32_t run_;
+  std::vector<std::uint8_t> payload_;
+  turns turns_{o_.qos};
+};
+
+// Subscribe workload: the bench's own MQTT publishers, taking turns, each publish to the next
+// topic (round robin). Publishes are pipelined (no per-message wait for the broker's ack): the
+// pace or the window of undelivered deliveries is the flow control.
+struct no_state {};
+
+class mqtt_publishers final : public tcp_clients<no_state> {
+ public:
+  mqtt_publishers(const options& o, const std::string& uri, std::uint32_t run)
+      : tcp_clients(o, uri, "p" + std::to_string(run) + "-", o.publishers),
+        run_(run),
+        payload_(o.payload, 0x5A),
+        published_(o.topics),
+        expected_(o.topics) {}
+
+  // Connects them all, or throws: without its publishers a run measures nothing.
+  void connect() {
+    run_result scratch;
+    connect_all(scratch);
+    if (scratch.connected != conns_.size())
+      throw std::runtime_error("only " + std::to_string(scratch.connected) + " of " + std::to_string(conns_.size()) +
+                               " MQTT publishers connected to the broker");
+  }
+  // Deliveries a publish to each topic should cause (its subscribed clients).
+  void expect(std::vector<std::uint32_t> per_topic) { expected_ = std::move(per_topic); }
+  const std::vector<std::uint32_t>& published_per_topic() const { return published_; }
+
+  bool can_send() const { return ready_ > 0 && pending_out_.size() < ready_; }
+  std::uint64_t send(std::int64_t t) {
+    std::uint32_t i = 0;
+    do {
+      i = static_cast<std::uint32_t>(next_publisher_++ % conns_.size());
+    } while (!conns_[i].ready);  // can_send(): one is
+    const auto k = static_cast<std::uint32_t>(next_topic_++ % o_.topics);
+    write_header(payload_.data(), run_, k, published_[k]++, t);
+    if (o_.qos >= 1) {
+      mid_ = static_cast<std::uint16_t>(mid_ % 0xFFFF + 1);
+      ++inflight_;
+    }
+    wire::append_publish(conns_[i].out, publish_topic(o_, k), payload_, o_.qos, mid_);
+    tcp_clients::send(i);
+    return expected_[k];
+  }
+  std::size_t inflight() const { return inflight_; }
+
+ private:
+  void on_packet(std::uint32_t i, const wire::packet& p, run_result&) override {
+    switch (p.type) {
+      case wire::puback:
+      case wire::pubcomp:
+        if (inflight_ > 0) --inflight_;
+        return;
+      case wire::pubrec:
+        wire::append_ack(conns_[i].out, wire::pubrel, p.mid());
+        tcp_clients::send(i);
         return;
       default: return;
     }
   }
 
-  void drop(std::uint32_t i) {
-    auto& c = clients_[i];
-    ::epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
-    ::close(c.fd);
-    c.fd = -1;
-    if (c.ready) ++lost_;
-    if (!c.ready && c.t0 != 0) --connecting_;
-    if (c.phase != 0) --inflight_;
-    c.ready = false;
-    c.phase = 0;
+  std::uint32_t run_;
+  std::vector<std::uint8_t> payload_;
+  std::vector<std::uint32_t> published_, expected_;
+  std::uint64_t next_publisher_ = 0, next_topic_ = 0;
+  std::uint16_t mid_ = 0;
+  std::size_t inflight_ = 0;
+};
+
+// Subscribe workload, --direct: the same subscribers as MQTT clients on the broker. They answer
+// as a QoS 2 receiver should (a PUBLISH whose PUBREL has not come yet is not delivered twice).
+struct direct_subscriber_state {
+  std::vector<std::uint16_t> awaiting_pubrel;
+};
+
+class direct_subscribers final : public tcp_clients<direct_subscriber_state> {
+ public:
+  direct_subscribers(const options& o, const std::string& uri, std::uint32_t run)
+      : tcp_clients(o, uri, "d" + std::to_string(run) + "-", o.clients) {}
+  void measure(collector* c) { col_ = c; }
+
+ private:
+  void on_connack(std::uint32_t i, run_result&) override {
+    wire::append_subscribe(conns_[i].out, 1, subscribe_filter(o_, topic_of(o_, i)), o_.qos);
+    tcp_clients::send(i);
+  }
+  void on_packet(std::uint32_t i, const wire::packet& p, run_result& r) override {
+    auto& c = conns_[i];
+    switch (p.type) {
+      case wire::suback:
+        if (p.body.size() >= 3 && p.body[2] != 0x80) {
+          mark_ready(i, r);
+        } else {
+          mark_failed(i, r);
+        }
+        return;
+      case wire::publish: {
+        const auto v = wire::parse_publish(p);
+        if (!v) return;
+        auto& rel = c.awaiting_pubrel;
+        const bool again = v->qos == 2 && std::find(rel.begin(), rel.end(), v->mid) != rel.end();
+        if (!again) {
+          if (v->qos == 2) rel.push_back(v->mid);
+          if (c.ready && col_) col_->on_delivery(i, topic_of(o_, i), v->payload.data(), v->payload.size(), now_ns());
+        }
+        if (v->qos == 1) wire::append_ack(c.out, wire::puback, v->mid);
+        if (v->qos == 2) wire::append_ack(c.out, wire::pubrec, v->mid);
+        tcp_clients::send(i);
+        return;
+      }
+      case wire::pubrel: {
+        auto& rel = c.awaiting_pubrel;
+        rel.erase(std::remove(rel.begin(), rel.end(), p.mid()), rel.end());
+        wire::append_ack(c.out, wire::pubcomp, p.mid());
+        tcp_clients::send(i);
+        return;
+      }
+      default: return;
+    }
   }
 
-  const options& o_;
-  std::string uri_;
-  std::uint32_t run_;
-  int ep_ = -1;
-  std::vector<client> clients_;
-  std::deque<std::uint32_t> free_;
-  std::vector<std::uint32_t> pending_out_;
-  std::size_t connecting_ = 0, inflight_ = 0;
-  std::uint64_t lost_ = 0;
-  histogram connect_latency_;
+  collector* col_ = nullptr;
 };
 
 // ---------------------------------------------------------------- the runs
@@ -1400,9 +1798,17 @@ std::string fmt_num(double v, int decimals = 0) {
 std::string us(std::uint64_t ns) { return fmt_num(static_cast<double>(ns) / 1000.0, 1); }
 
 void print_table(const options& o, const std::vector<run_result>& runs, const std::string& target) {
-  std::cout << "mqttsn-bench: " << o.clients << " clients, QoS " << o.qos << ", " << o.payload << "-byte payload, rate "
-            << (o.rate > 0 ? fmt_num(o.rate) + "/s" : std::string("max")) << ", " << fmt_num(o.duration_s, 1) << " s, "
-            << target << "\n";
+  if (o.subscribe) {
+    std::cout << "mqttsn-bench subscribe: " << o.clients << " subscribers on " << o.topics << (o.topics == 1 ? " topic" : " topics")
+              << (o.wildcard ? " (wildcard filters)" : "") << ", " << o.publishers << " MQTT publisher"
+              << (o.publishers == 1 ? "" : "s") << ", QoS " << o.qos << ", " << o.payload << "-byte payload, rate "
+              << (o.rate > 0 ? fmt_num(o.rate) + " publishes/s" : std::string("max")) << ", " << fmt_num(o.duration_s, 1)
+              << " s, " << target << "\n";
+  } else {
+    std::cout << "mqttsn-bench: " << o.clients << " clients, QoS " << o.qos << ", " << o.payload << "-byte payload, rate "
+              << (o.rate > 0 ? fmt_num(o.rate) + "/s" : std::string("max")) << ", " << fmt_num(o.duration_s, 1) << " s, "
+              << target << "\n";
+  }
   std::printf("%-26s", "");
   for (const auto& r : runs) std::printf("%18s", r.name.c_str());
   const bool ratio = runs.size() == 2;
@@ -1425,12 +1831,21 @@ void print_table(const options& o, const std::vector<run_result>& runs, const st
                fmt_num(static_cast<double>(r.connect_latency.quantile(0.99)) / 1e6, 2);
       }, false, none);
   row("CONNACK congestion", [](const run_result& r) { return std::to_string(r.connect_congestion); }, false, none);
-  row("sent", [](const run_result& r) { return std::to_string(r.sent); }, false, none);
+  if (o.subscribe) {
+    row("published", [](const run_result& r) { return std::to_string(r.published); }, false, none);
+    row("expected deliveries", [](const run_result& r) { return std::to_string(r.sent); }, false, none);
+  } else {
+    row("sent", [](const run_result& r) { return std::to_string(r.sent); }, false, none);
+  }
   row("delivered", [](const run_result& r) { return std::to_string(r.delivered); }, false, none);
   row("delivered msgs/s", [](const run_result& r) { return fmt_num(r.delivered_per_s()); }, true, [](const run_result& r) { return r.delivered_per_s(); });
   row("lost", [](const run_result& r) { return std::to_string(r.loss()); }, false, none);
   row("duplicates", [](const run_result& r) { return std::to_string(r.duplicates); }, false, none);
   row("retransmissions", [](const run_result& r) { return std::to_string(r.retransmissions); }, false, none);
+  if (o.subscribe) {
+    row("unknown topic id", [](const run_result& r) { return std::to_string(r.rejected); }, false, none);
+    row("misrouted", [](const run_result& r) { return std::to_string(r.foreign); }, false, none);
+  }
   row("latency p50 us", [](const run_result& r) { return us(r.latency.quantile(0.5)); }, true, [](const run_result& r) { return static_cast<double>(r.latency.quantile(0.5)); });
   row("latency p99 us", [](const run_result& r) { return us(r.latency.quantile(0.99)); }, true, [](const run_result& r) { return static_cast<double>(r.latency.quantile(0.99)); });
   row("latency p99.9 us", [](const run_result& r) { return us(r.latency.quantile(0.999)); }, false, none);
@@ -1473,14 +1888,17 @@ void write_json(const std::string& path, const options& o, const std::vector<run
     << "\", \"arch\": \"" << json_escape(u.machine) << "\"},\n";
   f << "  \"config\": {\"clients\": " << o.clients << ", \"qos\": " << o.qos << ", \"payload\": " << o.payload
     << ", \"rate\": " << o.rate << ", \"duration_s\": " << o.duration_s << ", \"mode\": \"" << json_escape(o.mode)
-    << "\", \"target\": \"" << json_escape(target) << "\"},\n  \"runs\": {\n";
+    << "\", \"target\": \"" << json_escape(target) << "\", \"workload\": \"" << (o.subscribe ? "subscribe" : "publish") << "\"";
+  if (o.subscribe)
+    f << ", \"topics\": " << o.topics << ", \"publishers\": " << o.publishers << ", \"wildcard\": " << (o.wildcard ? "true" : "false");
+  f << "},\n  \"runs\": {\n";
   for (std::size_t k = 0; k < runs.size(); ++k) {
     const auto& r = runs[k];
     auto q = [&](double p) { return fmt_num(static_cast<double>(r.latency.quantile(p)) / 1000.0, 1); };
     f << "    \"" << r.name << "\": {\"clients\": " << r.clients << ", \"connected\": " << r.connected
       << ", \"connect_failed\": " << r.connect_failed << ", \"connect_congestion\": " << r.connect_congestion << ", \"connect_s\": " << fmt_num(r.connect_s, 3)
-      << ", \"connect_rate\": " << fmt_num(r.connect_rate(), 1) << ", \"sent\": " << r.sent
-      << ", \"delivered\": " << r.delivered << ", \"lost\": " << r.loss() << ", \"duplicates\": " << r.duplicates
+      << ", \"connect_rate\": " << fmt_num(r.connect_rate(), 1) << ", \"published\": " << r.published << ", \"sent\": " << r.sent
+      << ", \"delivered\": " << r.delivered << ", \"lost\": " << r.loss() << ", \"duplicates\": " << r.duplicates << ", \"foreign\": " << r.foreign
       << ", \"retransmissions\": " << r.retransmissions << ", \"rejected\": " << r.rejected
       << ", \"gave_up\": " << r.gave_up << ", \"lost_clients\": " << r.lost_clients
       << ", \"publish_s\": " << fmt_num(r.publish_s, 3) << ", \"delivered_per_s\": " << fmt_num(r.delivered_per_s(), 1)
@@ -1541,7 +1959,9 @@ int run(const options& o) {
     uri = broker->uri();
     broker_pid = broker->pid();
   }
-  measuring_subscriber sub(uri, o.topic_prefix + "/#", std::max(0, o.qos));
+  // Publish workload: measured at the broker by our subscriber. Subscribe workload: at the clients.
+  std::unique_ptr<measuring_subscriber> sub;
+  if (!o.subscribe) sub = std::make_unique<measuring_subscriber>(uri, o.topic_prefix + "/#", std::max(0, o.qos));
 
   std::vector<std::unique_ptr<collector>> collectors;
   std::string target;
@@ -1570,6 +1990,23 @@ int run(const options& o) {
   }
   if (broker) target += ", broker mosquitto (started)";
 
+  // Subscribe workload: our MQTT publishers publish to the topics the (connected) subscribers
+  // took, paced like the publish workload; the subscribers measure.
+  auto subscribe_workload = [&](auto& subscribers, run_result& r, sampler& smp, std::uint32_t run_id) {
+    mqtt_publishers publishers(o, uri, run_id);
+    publishers.connect();
+    publishers.expect(subscribers_per_topic(o, subscribers));
+    collectors.push_back(std::make_unique<collector>(run_id, o.clients, now_ns()));
+    auto& col = *collectors.back();
+    subscribers.measure(&col);
+    paced_publishing(o, o.rate <= 0, r, col, smp, publishers,
+                     [&](std::int64_t until) { wait_any(until, r, subscribers, publishers); });
+    subscribers.measure(nullptr);
+    if (r.sent > col.delivered())
+      std::cerr << "mqttsn-bench: " << r.name << " run, first losses:\n"
+                << col.gaps(expected_per_subscriber(o, subscribers, publishers.published_per_topic()), 10);
+  };
+
   auto gateway_run = [&](std::uint32_t run_id) {
     run_result r;
     r.name = "gateway";
@@ -1581,12 +2018,18 @@ int run(const options& o) {
     std::cerr << "mqttsn-bench: gateway: " << r.connected << "/" << o.clients << " connected in " << fmt_num(r.connect_s, 2) << " s\n";
     if (o.idle_s > 0) load.idle(o.idle_s, r);
     r.rss_connected_kib = smp.gateway_rss();
-    collectors.push_back(std::make_unique<collector>(run_id, o.clients, now_ns()));
-    sub.measure(collectors.back().get());
-    load.publish(r, *collectors.back(), smp);
+    if (o.subscribe) {
+      subscribe_workload(load, r, smp, run_id);
+      load.counters_into(r);
+    } else {
+      collectors.push_back(std::make_unique<collector>(run_id, o.clients, now_ns()));
+      sub->measure(collectors.back().get());
+      load.publish(r, *collectors.back(), smp);
+    }
     finish(r, *collectors.back(), rcvbuf);
     if (child) std::cerr << "mqttsn-bench: gateway " << child->stats() << '\n';
-    if (r.loss() > 0) std::cerr << "mqttsn-bench: gateway run, first losses:\n" << collectors.back()->gaps(load.sent_per_client(), 10);
+    if (r.loss() > 0 && !o.subscribe)
+      std::cerr << "mqttsn-bench: gateway run, first losses:\n" << collectors.back()->gaps(load.sent_per_client(), 10);
     load.disconnect_all(r);
     return r;
   };
@@ -1595,13 +2038,22 @@ int run(const options& o) {
     r.name = "direct";
     r.clients = o.clients;
     sampler smp(0, broker_pid);
-    direct_load load(o, uri, run_id);
     const auto rcvbuf = udp_rcvbuf_errors();
-    load.connect_all(r, smp);
-    std::cerr << "mqttsn-bench: direct: " << r.connected << "/" << o.clients << " connected in " << fmt_num(r.connect_s, 2) << " s\n";
-    collectors.push_back(std::make_unique<collector>(run_id, o.clients, now_ns()));
-    sub.measure(collectors.back().get());
-    load.publish(r, *collectors.back(), smp);
+    smp.begin(now_ns());
+    if (o.subscribe) {
+      direct_subscribers load(o, uri, run_id);
+      load.connect_all(r);
+      std::cerr << "mqttsn-bench: direct: " << r.connected << "/" << o.clients << " subscribed in " << fmt_num(r.connect_s, 2) << " s\n";
+      subscribe_workload(load, r, smp, run_id);
+      r.lost_clients = load.lost();
+    } else {
+      direct_load load(o, uri, run_id);
+      load.connect_all(r);
+      std::cerr << "mqttsn-bench: direct: " << r.connected << "/" << o.clients << " connected in " << fmt_num(r.connect_s, 2) << " s\n";
+      collectors.push_back(std::make_unique<collector>(run_id, o.clients, now_ns()));
+      sub->measure(collectors.back().get());
+      load.publish(r, *collectors.back(), smp);
+    }
     finish(r, *collectors.back(), rcvbuf);
     return r;
   };
@@ -1617,7 +2069,7 @@ int run(const options& o) {
     if (o.repeat > 1) print_table(o, runs, target + ", repetition " + std::to_string(k + 1) + "/" + std::to_string(o.repeat));
     reps.push_back(std::move(runs));
   }
-  sub.measure(nullptr);
+  if (sub) sub->measure(nullptr);
   auto ratio = [](const std::vector<run_result>& runs) {
     return runs.size() == 2 && runs[1].delivered_per_s() > 0 ? runs[0].delivered_per_s() / runs[1].delivered_per_s() : 0.0;
   };
@@ -1639,6 +2091,14 @@ int run(const options& o) {
       for (const auto& r : rr) {
         if (r.delivered == 0 || r.loss() > 0 || r.connected != r.clients || r.lost_clients > 0 || r.gave_up > 0) {
           std::cerr << "mqttsn-bench: " << r.name << " run lost messages or clients (--fail-on-loss)\n";
+          return 3;
+        }
+        if (o.subscribe && (r.foreign > 0 || r.rejected > 0)) {
+          std::cerr << "mqttsn-bench: " << r.name << " run delivered a message to the wrong client or topic id (--fail-on-loss)\n";
+          return 3;
+        }
+        if (o.qos == 2 && r.duplicates > 0) {
+          std::cerr << "mqttsn-bench: " << r.name << " run delivered a QoS 2 message twice (--fail-on-loss)\n";
           return 3;
         }
       }

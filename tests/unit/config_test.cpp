@@ -45,7 +45,8 @@ void PrintTo(const config& c, std::ostream* os) {
       << c.retry_interval.count() << "ms, retry-count " << c.retry_count << ", max-clients "
       << c.max_clients << ", sleep-buffer " << c.sleep_buffer << ", max-frame-size "
       << c.max_frame_size << ", udp-receive-buffer " << c.udp_receive_buffer << ", connect-timeout " << c.connect_timeout.count()
-      << "ms, serial '" << c.serial << "' baud " << c.serial_baud << " framing "
+      << "ms, upstream-max-queued " << c.upstream_max_queued
+      << ", serial '" << c.serial << "' baud " << c.serial_baud << " framing "
       << static_cast<int>(c.serial_frame) << " flow " << static_cast<int>(c.serial_flow_control)
       << " max " << c.serial_max_frame_size << ", upstream-client-id '" << c.upstream_client_id << "', status-topic '" << c.status_topic
       << "', stats-interval " << c.stats_interval.count() << ", log-level "
@@ -155,6 +156,7 @@ const std::vector<std::pair<std::string, std::string>> non_default_values = {
     {"upstream-client-id", "gw-kitchen"},
     {"status-topic", "home/gateway/status"},
     {"connect-timeout", "2.5"},
+    {"upstream-max-queued", "250"},
     {"broker-ca-file", "/etc/mqttsn/ca.crt"},
     {"broker-ca-dir", "/etc/ssl/certs"},
     {"broker-cert-file", "/etc/mqttsn/gw.crt"},
@@ -197,6 +199,7 @@ config non_default_config() {
   c.upstream_client_id = "gw-kitchen";
   c.status_topic = "home/gateway/status";
   c.connect_timeout = 2500ms;
+  c.upstream_max_queued = 250;
   c.broker_ca_file = "/etc/mqttsn/ca.crt";
   c.broker_ca_dir = "/etc/ssl/certs";
   c.broker_cert_file = "/etc/mqttsn/gw.crt";
@@ -593,6 +596,8 @@ TEST(ConfigBounds, every_bound_is_accepted_at_the_bound_and_refused_beyond) {
       {"max-frame-size", "16", "15", "--max-frame-size: '15' is not in 16..65535"},
       {"max-frame-size", "65535", "65536", "--max-frame-size: '65536' is not in 16..65535"},
       {"udp-receive-buffer", "4096", "4095", "--udp-receive-buffer: '4095' is not in 4096..1073741824"},
+      {"upstream-max-queued", "1", "0", "--upstream-max-queued: '0' is not in 1..1000000"},
+      {"upstream-max-queued", "1000000", "1000001", "--upstream-max-queued: '1000001' is not in 1..1000000"},
       {"udp-receive-buffer", "1073741824", "1073741825",
        "--udp-receive-buffer: '1073741825' is not in 4096..1073741824"},
       {"keep-alive-grace", "1", "0.999", "--keep-alive-grace: '0.999' is not in 1..10"},
@@ -685,6 +690,7 @@ TEST(ConfigErrors, numbers) {
        "--retry-count: '99999999999999999999999' is not a non-negative integer"},
       {{"--gateway-id", "0x10"}, "--gateway-id: '0x10' is not a non-negative integer"},
       {{"--max-clients", "many"}, "--max-clients: 'many' is not a positive integer"},
+      {{"--upstream-max-queued", "10k"}, "--upstream-max-queued: '10k' is not a positive integer"},
       {{"--sleep-buffer", "-5"}, "--sleep-buffer: '-5' is not a positive integer"},
       {{"--max-frame-size", "1k"}, "--max-frame-size: '1k' is not a positive integer"},
       {{"--advertise-interval", "1m"}, "--advertise-interval: '1m' is not a non-negative integer"},
@@ -829,6 +835,10 @@ TEST(ConfigErrors, errors_in_the_config_file_name_file_line_and_key) {
   const auto path = temp_file("# comment\n\nretry-count = x\n");
   EXPECT_EQ(error_of({"--config", path}),
             "config file " + path + ": line 3: retry-count: 'x' is not a non-negative integer");
+
+  const auto queued = temp_file("upstream-max-queued = 0\n", "_queued");
+  EXPECT_EQ(error_of({"--config", queued}),
+            "config file " + queued + ": line 1: upstream-max-queued: '0' is not in 1..1000000");
 
   const auto unknown = temp_file("broker = tcp://h:1\n\n\n\n\n\nbrokr = tcp://h:1\n", "_unknown");
   EXPECT_EQ(error_of({"--config", unknown}),
@@ -1014,6 +1024,7 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "upstream-client-id",
                                                    "status-topic",
                                                    "connect-timeout",
+                                                   "upstream-max-queued",
                                                    "broker-ca-file",
                                                    "broker-ca-dir",
                                                    "broker-cert-file",
