@@ -47,6 +47,7 @@ std::optional<broker_address> parse_broker_uri(const std::string& uri) {
   if (a.host.empty() || !std::all_of(a.port.begin(), a.port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
+  if (a.port.size() > 5 || std::stoul(a.port) > 65535) return std::nullopt;
   return a;
 }
 
@@ -105,6 +106,16 @@ void mqtt_connection::open() {
     if (ec || self->state_ == state::open || self->state_ >= state::draining) return;
     self->fail("no CONNACK within " + std::to_string(self->connect_timeout_.count()) + " ms");
   });
+  // An IP address needs no resolver (Asio resolves names on a thread of its own).
+  boost::system::error_code not_ip;
+  const auto ip = asio::ip::make_address(address_.host, not_ip);
+  if (!not_ip) {
+    const tcp::endpoint endpoint(ip, static_cast<unsigned short>(std::stoul(address_.port)));
+    socket().async_connect(endpoint, [self = shared_from_this()](const boost::system::error_code& e) {
+      self->on_connected(e);
+    });
+    return;
+  }
   resolver_.async_resolve(address_.host, address_.port,
                           [self = shared_from_this()](const boost::system::error_code& ec,
                                                       const tcp::resolver::results_type& r) {
