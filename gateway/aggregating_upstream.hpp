@@ -80,6 +80,8 @@ class aggregating_upstream final : public upstream {
   const paho_stats& shared_stats() const noexcept;
   const paho_settings& shared_settings() const noexcept { return settings_; }
   const aggregating_stats& stats() const noexcept { return stats_; }
+  // The shared connection's counters.
+  std::string counters() const override { return shared_->counters(); }
   bool up() const noexcept { return up_; }
   // Clients attached (connected or waiting for the shared connection).
   std::size_t clients() const noexcept { return clients_.size(); }

@@ -69,6 +69,7 @@ class native_upstream final : public upstream, private mqtt_connection::listener
   void disconnect(const std::string& client_id) override;
 
   const paho_stats& stats() const noexcept { return stats_; }
+  std::string counters() const override { return to_counters(stats_); }
   const paho_settings& settings() const noexcept { return settings_; }
   bool connected(const std::string& client_id) const;
   // Requests with a ref (or QoS 1/2 without one) not answered yet; broker QoS 2 ids awaiting PUBREL.

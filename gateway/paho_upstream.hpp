@@ -101,6 +101,7 @@ class paho_upstream final : public upstream {
   void disconnect(const std::string& client_id) override;
 
   const paho_stats& stats() const noexcept { return stats_; }
+  std::string counters() const override { return to_counters(stats_); }
   const paho_settings& settings() const noexcept { return settings_; }
   // Connections this object holds (per-client ones and the gateway-level one).
   std::size_t connections() const noexcept { return links_.size(); }

@@ -478,6 +478,12 @@ TEST_F(GatewayAggregating, all_clients_share_one_connection_with_the_upstream_cl
   m = observer->wait_message("agg/up/b");
   ASSERT_TRUE(m);
   EXPECT_EQ(m->qos, 2);
+  // The shared connection is the native client by default; its counters are in the stats line.
+  EXPECT_TRUE(gateway->log_contains("aggregating mode, native client")) << gateway->log();
+  const auto st = gateway->stats();
+  EXPECT_EQ(st.at("upstream_connects"), 1U);
+  EXPECT_GE(st.at("upstream_acks"), 3U);  // "online" and the two publishes
+  EXPECT_EQ(st.at("upstream_publishes_dropped"), 0U);
 }
 
 TEST_F(GatewayAggregating, two_subscribers_of_one_filter_are_one_upstream_subscription) {
