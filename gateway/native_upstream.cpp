@@ -108,6 +108,8 @@ void native_upstream::stop(std::chrono::milliseconds timeout) {
     }
     if (offline_acked_) {
       spdlog::debug("upstream: status '{}' is offline", settings_.status_topic);
+    } else if (!up()) {
+      spdlog::warn("upstream: status 'offline' not acknowledged: the connection was lost");
     } else {
       spdlog::warn("upstream: status 'offline' not acknowledged within {} ms", (timeout / 2).count());
     }

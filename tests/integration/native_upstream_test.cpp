@@ -74,6 +74,7 @@ class broker_side {
     fd_ = -1;
   }
   void send(const m::packet& p) { ASSERT_TRUE(itest::send_all(fd_, m::encode(p))); }
+  bool send_raw(const m::bytes& b) { return itest::send_all(fd_, b); }
 
   // The next packet from the client; nullopt on timeout or when the client closed.
   std::optional<m::packet> read(std::chrono::milliseconds timeout = patience) {
@@ -372,6 +373,37 @@ TEST_F(NativeUpstream, a_broker_qos2_message_is_delivered_once_until_its_pubrel_
   EXPECT_EQ(got[2].q, mqttsn::qos::at_least_once);
   EXPECT_EQ(got[3].payload, to_bytes("fourth"));
   EXPECT_EQ(stats().messages, 4U);
+}
+
+TEST_F(NativeUpstream, packets_larger_than_the_read_buffer_and_many_per_read_arrive_whole) {
+  scripted_broker broker;
+  start(settings_for(broker.uri()));
+  auto c = broker.accept_session(false);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>());
+  mqttsn::bytes big(300'000);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint8_t>(i * 7);
+  // One send: a small packet, the big one (several reads, the buffer grows), 500 small ones.
+  m::bytes burst;
+  m::encode(m::publish_packet{"in/first", to_bytes("a"), 0, false, false, 0}, burst);
+  m::encode(m::publish_packet{"in/big", big, 1, false, false, 11}, burst);
+  for (int i = 0; i < 500; ++i) m::encode(m::publish_packet{"in/small", to_bytes(std::to_string(i)), 0, false, false, 0}, burst);
+  ASSERT_TRUE(c->send_raw(burst));
+  EXPECT_EQ(c->expect<m::puback_packet>().packet_id, 11);
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_message>(502));
+  const auto got = events_.all<mqttsn::upstream_message>();
+  EXPECT_EQ(got[0].payload, to_bytes("a"));
+  EXPECT_EQ(got[1].topic, "in/big");
+  EXPECT_EQ(got[1].payload, big);
+  for (int i = 0; i < 500; ++i) EXPECT_EQ(got[2 + static_cast<std::size_t>(i)].payload, to_bytes(std::to_string(i)));
+  // A packet over the 4 MiB limit closes the connection (and it comes back).
+  m::bytes huge;
+  m::encode(m::publish_packet{"in/huge", mqttsn::bytes(5 * 1024 * 1024), 0, false, false, 0}, huge);
+  huge.resize(64);  // the header is enough: the client gives up before reading the rest
+  ASSERT_TRUE(c->send_raw(huge));
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_lost>());
+  ASSERT_TRUE(broker.accept_session(false));
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(2));
 }
 
 TEST_F(NativeUpstream, qos0_publishes_beyond_the_write_queue_bound_are_dropped_and_counted) {
