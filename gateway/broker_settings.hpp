@@ -76,10 +76,12 @@ struct paho_stats {
 // `key=value` fields of the stats line (upstream::counters()).
 inline std::string to_counters(const paho_stats& s) {
   return "connects=" + std::to_string(s.connects) + " reconnects=" + std::to_string(s.reconnects) +
-         " refusals=" + std::to_string(s.refusals) + " connect_failures=" + std::to_string(s.connect_failures) +
-         " connection_losses=" + std::to_string(s.connection_losses) + " publishes=" + std::to_string(s.publishes) +
-         " publishes_dropped=" + std::to_string(s.publishes_dropped) + " acks=" + std::to_string(s.acks) +
-         " messages=" + std::to_string(s.messages);
+         " refusals=" + std::to_string(s.refusals) +
+         " connect_failures=" + std::to_string(s.connect_failures) +
+         " connection_losses=" + std::to_string(s.connection_losses) +
+         " publishes=" + std::to_string(s.publishes) +
+         " publishes_dropped=" + std::to_string(s.publishes_dropped) +
+         " acks=" + std::to_string(s.acks) + " messages=" + std::to_string(s.messages);
 }
 
 }  // namespace gateway

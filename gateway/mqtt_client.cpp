@@ -43,8 +43,10 @@ std::optional<broker_address> parse_broker_uri(const std::string& uri) {
   if (colon == std::string::npos || colon + 1 >= rest.size()) return std::nullopt;
   a.host = rest.substr(0, colon);
   a.port = rest.substr(colon + 1);
-  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']') a.host = a.host.substr(1, a.host.size() - 2);
-  if (a.host.empty() || !std::all_of(a.port.begin(), a.port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']')
+    a.host = a.host.substr(1, a.host.size() - 2);
+  if (a.host.empty() ||
+      !std::all_of(a.port.begin(), a.port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
   if (a.port.size() > 5 || std::stoul(a.port) > 65535) return std::nullopt;
@@ -77,8 +79,8 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const tls_settings& t) {
 
 mqtt_connection::mqtt_connection(asio::io_context& io, broker_address address,
                                  std::shared_ptr<asio::ssl::context> tls, bool tls_insecure,
-                                 m::connect_packet connect, std::chrono::milliseconds connect_timeout,
-                                 listener* l)
+                                 m::connect_packet connect,
+                                 std::chrono::milliseconds connect_timeout, listener* l)
     : io_(io),
       address_(std::move(address)),
       tls_ctx_(std::move(tls)),
@@ -96,7 +98,9 @@ mqtt_connection::mqtt_connection(asio::io_context& io, broker_address address,
   }
 }
 
-mqtt_connection::tcp::socket& mqtt_connection::socket() { return tls_ ? tls_->next_layer() : *plain_; }
+mqtt_connection::tcp::socket& mqtt_connection::socket() {
+  return tls_ ? tls_->next_layer() : *plain_;
+}
 
 void mqtt_connection::open() {
   if (state_ != state::idle) return;
@@ -111,9 +115,9 @@ void mqtt_connection::open() {
   const auto ip = asio::ip::make_address(address_.host, not_ip);
   if (!not_ip) {
     const tcp::endpoint endpoint(ip, static_cast<unsigned short>(std::stoul(address_.port)));
-    socket().async_connect(endpoint, [self = shared_from_this()](const boost::system::error_code& e) {
-      self->on_connected(e);
-    });
+    socket().async_connect(
+        endpoint,
+        [self = shared_from_this()](const boost::system::error_code& e) { self->on_connected(e); });
     return;
   }
   resolver_.async_resolve(address_.host, address_.port,
@@ -123,13 +127,13 @@ void mqtt_connection::open() {
                           });
 }
 
-void mqtt_connection::on_resolved(const boost::system::error_code& ec, const tcp::resolver::results_type& results) {
+void mqtt_connection::on_resolved(const boost::system::error_code& ec,
+                                  const tcp::resolver::results_type& results) {
   if (state_ != state::connecting) return;
   if (ec) return fail("cannot resolve " + address_.host + ": " + ec.message());
   asio::async_connect(socket(), results,
-                      [self = shared_from_this()](const boost::system::error_code& e, const tcp::endpoint&) {
-                        self->on_connected(e);
-                      });
+                      [self = shared_from_this()](const boost::system::error_code& e,
+                                                  const tcp::endpoint&) { self->on_connected(e); });
 }
 
 void mqtt_connection::on_connected(const boost::system::error_code& ec) {
@@ -140,7 +144,8 @@ void mqtt_connection::on_connected(const boost::system::error_code& ec) {
   if (!tls_) return send_connect();
   SSL* ssl = tls_->native_handle();
   // SNI; SSL_set_tlsext_host_name() is a macro with a C cast: call what it expands to.
-  SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(address_.host.c_str()));
+  SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+           const_cast<char*>(address_.host.c_str()));
   if (!tls_insecure_) {
     // The broker's name (or IP address) must be in its certificate: checked by OpenSSL during the
     // handshake, as the TLS probe does.
@@ -150,16 +155,17 @@ void mqtt_connection::on_connected(const boost::system::error_code& ec) {
       X509_VERIFY_PARAM_set1_host(param, address_.host.c_str(), 0);
     }
   }
-  tls_->async_handshake(asio::ssl::stream_base::client, [self = shared_from_this()](const boost::system::error_code& e) {
-    if (self->state_ != state::connecting) return;
-    if (e) {
-      std::string verify;
-      const long result = SSL_get_verify_result(self->tls_->native_handle());
-      if (result != X509_V_OK) verify = X509_verify_cert_error_string(result);
-      return self->fail("TLS handshake failed: " + e.message(), verify);
-    }
-    self->send_connect();
-  });
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        [self = shared_from_this()](const boost::system::error_code& e) {
+                          if (self->state_ != state::connecting) return;
+                          if (e) {
+                            std::string verify;
+                            const long result = SSL_get_verify_result(self->tls_->native_handle());
+                            if (result != X509_V_OK) verify = X509_verify_cert_error_string(result);
+                            return self->fail("TLS handshake failed: " + e.message(), verify);
+                          }
+                          self->send_connect();
+                        });
 }
 
 void mqtt_connection::send_connect() {
@@ -175,13 +181,16 @@ void mqtt_connection::start_read() {
   if (in_.size() - in_end_ < read_chunk / 4) {
     // Make room: drop what was consumed, then grow if a packet needs more.
     if (in_start_ > 0) {
-      std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_), in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
+      std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_),
+                in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
       in_end_ -= in_start_;
       in_start_ = 0;
     }
     if (in_.size() - in_end_ < read_chunk / 4) in_.resize(in_end_ + read_chunk);
   }
-  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) { self->on_read(ec, n); };
+  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    self->on_read(ec, n);
+  };
   auto buffer = asio::buffer(in_.data() + in_end_, in_.size() - in_end_);
   if (tls_) {
     tls_->async_read_some(buffer, std::move(handler));
@@ -222,7 +231,8 @@ bool mqtt_connection::handle_packets() {
     }
     if (info->size() > stream.size()) {
       if (in_.size() - in_start_ < info->size()) {  // make the whole packet fit
-        std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_), in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
+        std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_),
+                  in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
         in_end_ -= in_start_;
         in_start_ = 0;
         if (in_.size() < info->size() + read_chunk / 4) in_.resize(info->size() + read_chunk / 4);
@@ -275,13 +285,17 @@ void mqtt_connection::flush() {
 }
 
 void mqtt_connection::start_write() {
-  if (out_.empty() || state_ == state::closed || state_ == state::idle || state_ == state::connecting) return;
+  if (out_.empty() || state_ == state::closed || state_ == state::idle ||
+      state_ == state::connecting)
+    return;
   std::swap(out_, writing_buf_);
   out_.clear();
   writing_packets_ = out_packets_;
   out_packets_ = 0;
   writing_ = true;
-  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) { self->on_written(ec); };
+  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+    self->on_written(ec);
+  };
   if (tls_) {
     asio::async_write(*tls_, asio::buffer(writing_buf_), std::move(handler));
   } else {

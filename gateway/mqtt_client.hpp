@@ -44,12 +44,13 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
   // Called on the io thread from asio handlers only, never from inside a member call.
   class listener {
    public:
-    virtual void on_open(bool session_present) = 0;   // CONNACK accepted
-    virtual void on_refused(std::uint8_t code) = 0;   // CONNACK 1..255; the connection is closed
+    virtual void on_open(bool session_present) = 0;  // CONNACK accepted
+    virtual void on_refused(std::uint8_t code) = 0;  // CONNACK 1..255; the connection is closed
     virtual void on_packet(mqttsn::mqtt311::packet&& p) = 0;  // after on_open only
     // The connection failed or broke (once, never after on_refused or detach()). `was_open`: after
     // on_open. `tls_verify`: the broker's certificate was refused (OpenSSL's words), or empty.
-    virtual void on_closed(const std::string& reason, bool was_open, const std::string& tls_verify) = 0;
+    virtual void on_closed(const std::string& reason, bool was_open,
+                           const std::string& tls_verify) = 0;
 
    protected:
     ~listener() = default;
@@ -57,8 +58,8 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
 
   mqtt_connection(boost::asio::io_context& io, broker_address address,
                   std::shared_ptr<boost::asio::ssl::context> tls, bool tls_insecure,
-                  mqttsn::mqtt311::connect_packet connect, std::chrono::milliseconds connect_timeout,
-                  listener* l);
+                  mqttsn::mqtt311::connect_packet connect,
+                  std::chrono::milliseconds connect_timeout, listener* l);
   mqtt_connection(const mqtt_connection&) = delete;
   mqtt_connection& operator=(const mqtt_connection&) = delete;
 

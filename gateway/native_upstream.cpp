@@ -50,7 +50,9 @@ mqttsn::qos from_wire_qos(std::uint8_t q) {
 
 broker_address parse_or_throw(const std::string& uri) {
   auto a = parse_broker_uri(uri);
-  if (!a) throw std::invalid_argument("broker '" + uri + "': not a tcp://HOST:PORT or ssl://HOST:PORT URI");
+  if (!a)
+    throw std::invalid_argument("broker '" + uri +
+                                "': not a tcp://HOST:PORT or ssl://HOST:PORT URI");
   return *a;
 }
 
@@ -66,10 +68,12 @@ native_upstream::native_upstream(boost::asio::io_context& io, paho_settings sett
   if (settings_.reconnect_min.count() < 1) settings_.reconnect_min = std::chrono::milliseconds(1);
   settings_.reconnect_max = std::max(settings_.reconnect_max, settings_.reconnect_min);
   settings_.reconnect_jitter = std::clamp(settings_.reconnect_jitter, 0.0, 0.9);
-  if (settings_.connect_timeout.count() < 1) settings_.connect_timeout = std::chrono::milliseconds(1'000);
+  if (settings_.connect_timeout.count() < 1)
+    settings_.connect_timeout = std::chrono::milliseconds(1'000);
   backoff_ = settings_.reconnect_min;
   if (!mqttsn::is_valid_topic_name(settings_.status_topic)) {
-    throw std::invalid_argument("status topic '" + settings_.status_topic + "': not a valid MQTT topic name");
+    throw std::invalid_argument("status topic '" + settings_.status_topic +
+                                "': not a valid MQTT topic name");
   }
   if (address_.tls) tls_ = make_tls_context(settings_.tls);
 }
@@ -87,8 +91,9 @@ void native_upstream::start(event_handler on_event) {
   on_event_ = std::move(on_event);
   if (stopped_ || started_) return;
   started_ = true;
-  spdlog::debug("upstream: gateway connection to {} as '{}' (native MQTT client), status topic '{}'", settings_.broker,
-                settings_.gateway_client_id, settings_.status_topic);
+  spdlog::debug(
+      "upstream: gateway connection to {} as '{}' (native MQTT client), status topic '{}'",
+      settings_.broker, settings_.gateway_client_id, settings_.status_topic);
   attempt();
 }
 
@@ -111,7 +116,8 @@ void native_upstream::stop(std::chrono::milliseconds timeout) {
     } else if (!up()) {
       spdlog::warn("upstream: status 'offline' not acknowledged: the connection was lost");
     } else {
-      spdlog::warn("upstream: status 'offline' not acknowledged within {} ms", (timeout / 2).count());
+      spdlog::warn("upstream: status 'offline' not acknowledged within {} ms",
+                   (timeout / 2).count());
     }
     if (up()) {
       conn->close_gracefully();  // DISCONNECT: the broker drops the will
@@ -124,14 +130,15 @@ void native_upstream::stop(std::chrono::milliseconds timeout) {
     conn_->detach();
   }
   conn_.reset();
-  spdlog::debug("upstream: stopped ({} connects, {} losses, {} publishes)", stats_.connects, stats_.connection_losses,
-                stats_.publishes);
+  spdlog::debug("upstream: stopped ({} connects, {} losses, {} publishes)", stats_.connects,
+                stats_.connection_losses, stats_.publishes);
 }
 
 void native_upstream::connect(const std::string& client_id, const mqttsn::upstream_connect&) {
   if (stopped_) return;
   if (client_id.empty()) {
-    spdlog::warn("upstream: connect with an empty client id ignored (reserved for the gateway connection)");
+    spdlog::warn(
+        "upstream: connect with an empty client id ignored (reserved for the gateway connection)");
     return;
   }
   ++stats_.refusals;
@@ -150,9 +157,11 @@ void native_upstream::publish(const std::string& client_id, const mqttsn::upstre
   const auto q = wire_qos(p.q);
   if (q == 0) {
     // Fire and forget; bounded by what waits to be written.
-    if (!up() || conn_->backlog() >= static_cast<std::size_t>(std::max(settings_.max_queued_publishes, 1))) {
+    if (!up() ||
+        conn_->backlog() >= static_cast<std::size_t>(std::max(settings_.max_queued_publishes, 1))) {
       ++stats_.publishes_dropped;
-      spdlog::debug("upstream: '{}' dropped ({})", p.topic, up() ? "write queue full" : "not connected");
+      spdlog::debug("upstream: '{}' dropped ({})", p.topic,
+                    up() ? "write queue full" : "not connected");
       return;
     }
     m::append_publish(conn_->queue(), p.topic, p.payload, 0, p.retain, false, 0);
@@ -167,7 +176,8 @@ void native_upstream::publish(const std::string& client_id, const mqttsn::upstre
     spdlog::debug("upstream: '{}' dropped, not connected", p.topic);
     return;
   }
-  add_request(request{request::kind::publish, request::stage::unsent, p.ref, p.topic, p.payload, q, p.retain, 0});
+  add_request(request{request::kind::publish, request::stage::unsent, p.ref, p.topic, p.payload, q,
+                      p.retain, 0});
 }
 
 void native_upstream::subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) {
@@ -176,25 +186,37 @@ void native_upstream::subscribe(const std::string& client_id, const mqttsn::upst
     spdlog::debug("upstream: subscribe for client '{}' without a connection dropped", client_id);
     return;
   }
-  add_request(request{request::kind::subscribe, request::stage::unsent, s.ref, s.filter, {}, wire_qos(s.q), false, 0});
+  add_request(request{request::kind::subscribe,
+                      request::stage::unsent,
+                      s.ref,
+                      s.filter,
+                      {},
+                      wire_qos(s.q),
+                      false,
+                      0});
 }
 
-void native_upstream::unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) {
+void native_upstream::unsubscribe(const std::string& client_id,
+                                  const mqttsn::upstream_unsubscribe& u) {
   if (stopped_) return;
   if (!client_id.empty()) {
     spdlog::debug("upstream: unsubscribe for client '{}' without a connection dropped", client_id);
     return;
   }
-  add_request(request{request::kind::unsubscribe, request::stage::unsent, u.ref, u.filter, {}, 0, false, 0});
+  add_request(request{
+      request::kind::unsubscribe, request::stage::unsent, u.ref, u.filter, {}, 0, false, 0});
 }
 
 void native_upstream::disconnect(const std::string& client_id) {
   if (client_id.empty()) {
-    spdlog::debug("upstream: disconnect of the gateway connection ignored (it stays up until stop())");
+    spdlog::debug(
+        "upstream: disconnect of the gateway connection ignored (it stays up until stop())");
   }
 }
 
-bool native_upstream::connected(const std::string& client_id) const { return client_id.empty() && up(); }
+bool native_upstream::connected(const std::string& client_id) const {
+  return client_id.empty() && up();
+}
 
 // ---- connection life ----
 
@@ -203,17 +225,19 @@ void native_upstream::attempt() {
   m::connect_packet c;
   c.client_id = settings_.gateway_client_id;
   c.clean_session = settings_.gateway_clean_session;
-  c.keep_alive = static_cast<std::uint16_t>(std::clamp<std::int64_t>(settings_.gateway_keep_alive.count(), 0, 65535));
+  c.keep_alive = static_cast<std::uint16_t>(
+      std::clamp<std::int64_t>(settings_.gateway_keep_alive.count(), 0, 65535));
   const std::string_view offline = "offline";
-  c.will = m::will_message{settings_.status_topic, m::bytes(offline.begin(), offline.end()), 1, true};
+  c.will =
+      m::will_message{settings_.status_topic, m::bytes(offline.begin(), offline.end()), 1, true};
   if (settings_.login) {
     c.username = settings_.login->username;
     if (!settings_.login->password.empty()) {
       c.password = m::bytes(settings_.login->password.begin(), settings_.login->password.end());
     }
   }
-  conn_ = std::make_shared<mqtt_connection>(io_, address_, tls_, settings_.tls.insecure, std::move(c),
-                                            settings_.connect_timeout,
+  conn_ = std::make_shared<mqtt_connection>(io_, address_, tls_, settings_.tls.insecure,
+                                            std::move(c), settings_.connect_timeout,
                                             static_cast<mqtt_connection::listener*>(this));
   conn_->open();
 }
@@ -222,15 +246,17 @@ void native_upstream::schedule_retry() {
   if (stopped_) return;
   const auto base = backoff_;
   backoff_ = std::min(base * 2, settings_.reconnect_max);
-  std::uniform_real_distribution<double> scale(1.0 - settings_.reconnect_jitter, 1.0 + settings_.reconnect_jitter);
-  const auto delay = std::chrono::milliseconds(
-      std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(base.count()) * scale(rng_))));
+  std::uniform_real_distribution<double> scale(1.0 - settings_.reconnect_jitter,
+                                               1.0 + settings_.reconnect_jitter);
+  const auto delay = std::chrono::milliseconds(std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(static_cast<double>(base.count()) * scale(rng_))));
   spdlog::debug("upstream: gateway connection retries in {} ms", delay.count());
   retry_timer_.expires_after(delay);
-  retry_timer_.async_wait([w = std::weak_ptr<anchor>(anchor_)](const boost::system::error_code& ec) {
-    if (ec) return;
-    if (auto a = w.lock(); a && !a->self->conn_) a->self->attempt();
-  });
+  retry_timer_.async_wait(
+      [w = std::weak_ptr<anchor>(anchor_)](const boost::system::error_code& ec) {
+        if (ec) return;
+        if (auto a = w.lock(); a && !a->self->conn_) a->self->attempt();
+      });
 }
 
 void native_upstream::on_open(bool session_present) {
@@ -240,7 +266,8 @@ void native_upstream::on_open(bool session_present) {
   ++stats_.connects;
   if (again) ++stats_.reconnects;
   note_broker_up();
-  spdlog::debug("upstream: gateway connection {}connected (session present: {})", again ? "re" : "", session_present);
+  spdlog::debug("upstream: gateway connection {}connected (session present: {})", again ? "re" : "",
+                session_present);
   resend_after_reconnect(session_present);
   publish_status("online");
   conn_->flush();
@@ -256,7 +283,8 @@ void native_upstream::on_refused(std::uint8_t code) {
   schedule_retry();
 }
 
-void native_upstream::on_closed(const std::string& reason, bool was_open, const std::string& tls_verify) {
+void native_upstream::on_closed(const std::string& reason, bool was_open,
+                                const std::string& tls_verify) {
   conn_.reset();
   waiting_.clear();  // requests without a packet id go at the next connection, in order
   if (was_open) {
@@ -270,7 +298,8 @@ void native_upstream::on_closed(const std::string& reason, bool was_open, const 
   ++stats_.connect_failures;
   if (!tls_verify.empty() && broker_ != broker_state::down) {
     spdlog::error(
-        "upstream: TLS to broker {} fails: the broker's certificate was refused: {} (check --broker-ca-file/"
+        "upstream: TLS to broker {} fails: the broker's certificate was refused: {} (check "
+        "--broker-ca-file/"
         "--broker-ca-dir, and that the certificate names the host of --broker)",
         settings_.broker, tls_verify);
   }
@@ -348,7 +377,8 @@ void native_upstream::resend_after_reconnect(bool session_present) {
   if (!session_present) {
     // A new session at the broker: it holds none of our packet ids, and the session (or
     // aggregating_upstream) resends every request it still holds.
-    if (!requests_.empty()) spdlog::debug("upstream: no session at the broker: {} requests dropped", requests_.size());
+    if (!requests_.empty())
+      spdlog::debug("upstream: no session at the broker: {} requests dropped", requests_.size());
     requests_.clear();
     by_packet_id_.clear();
     inbound_qos2_.clear();
@@ -365,7 +395,8 @@ void native_upstream::resend_after_reconnect(bool session_present) {
       write(r, false);
     }
   }
-  if (resent > 0) spdlog::debug("upstream: {} requests in flight sent again (session present)", resent);
+  if (resent > 0)
+    spdlog::debug("upstream: {} requests in flight sent again (session present)", resent);
 }
 
 void native_upstream::publish_status(const char* text) {
@@ -384,7 +415,9 @@ void native_upstream::publish_status(const char* text) {
 void native_upstream::on_packet(m::packet&& p) {
   std::visit(mqttsn::overloaded{
                  [&](m::publish_packet& x) { on_publish(std::move(x)); },
-                 [&](const m::puback_packet& a) { answer(a.packet_id, request::kind::publish, std::nullopt); },
+                 [&](const m::puback_packet& a) {
+                   answer(a.packet_id, request::kind::publish, std::nullopt);
+                 },
                  [&](const m::pubrec_packet& a) {
                    auto it = by_packet_id_.find(a.packet_id);
                    if (it == by_packet_id_.end()) return;
@@ -395,18 +428,24 @@ void native_upstream::on_packet(m::packet&& p) {
                    conn_->note_queued();
                    conn_->flush();
                  },
-                 [&](const m::pubcomp_packet& a) { answer(a.packet_id, request::kind::publish, std::nullopt); },
+                 [&](const m::pubcomp_packet& a) {
+                   answer(a.packet_id, request::kind::publish, std::nullopt);
+                 },
                  [&](const m::suback_packet& a) {
                    answer(a.packet_id, request::kind::subscribe, a.return_codes.front());
                  },
-                 [&](const m::unsuback_packet& a) { answer(a.packet_id, request::kind::unsubscribe, std::nullopt); },
+                 [&](const m::unsuback_packet& a) {
+                   answer(a.packet_id, request::kind::unsubscribe, std::nullopt);
+                 },
                  [&](const m::pubrel_packet& a) {
                    inbound_qos2_.erase(a.packet_id);
                    m::append_ack(conn_->queue(), m::packet_type::pubcomp, a.packet_id);
                    conn_->note_queued();
                    conn_->flush();
                  },
-                 [&](const auto&) { spdlog::debug("upstream: unexpected packet from the broker ignored"); },
+                 [&](const auto&) {
+                   spdlog::debug("upstream: unexpected packet from the broker ignored");
+                 },
              },
              p);
 }
@@ -418,10 +457,11 @@ void native_upstream::on_publish(m::publish_packet&& p) {
   if (q == 2) deliver = inbound_qos2_.insert(id).second;  // a DUP of an id not yet released: once
   if (deliver) {
     ++stats_.messages;
-    spdlog::debug("upstream: gateway connection <- '{}' ({} bytes, QoS {}{})", p.topic, p.payload.size(), q,
-                  p.retain ? ", retained" : "");
+    spdlog::debug("upstream: gateway connection <- '{}' ({} bytes, QoS {}{})", p.topic,
+                  p.payload.size(), q, p.retain ? ", retained" : "");
     emit(std::string(gateway_connection),
-         mqttsn::upstream_message{std::move(p.topic), std::move(p.payload), from_wire_qos(q), p.retain});
+         mqttsn::upstream_message{std::move(p.topic), std::move(p.payload), from_wire_qos(q),
+                                  p.retain});
   }
   if (q == 0 || !conn_) return;  // conn_ is gone if the handler stopped everything
   m::append_ack(conn_->queue(), q == 1 ? m::packet_type::puback : m::packet_type::pubrec, id);
@@ -429,7 +469,8 @@ void native_upstream::on_publish(m::publish_packet&& p) {
   conn_->flush();
 }
 
-void native_upstream::answer(std::uint16_t packet_id, request::kind what, std::optional<std::uint8_t> granted) {
+void native_upstream::answer(std::uint16_t packet_id, request::kind what,
+                             std::optional<std::uint8_t> granted) {
   auto it = by_packet_id_.find(packet_id);
   if (it == by_packet_id_.end()) return;  // answered before, or dropped with its session
   auto r = requests_.find(it->second);
@@ -441,7 +482,9 @@ void native_upstream::answer(std::uint16_t packet_id, request::kind what, std::o
   if (what == request::kind::publish) ++stats_.acks;
   if (ref != 0) {
     switch (what) {
-      case request::kind::publish: emit(std::string(gateway_connection), mqttsn::upstream_published{ref}); break;
+      case request::kind::publish:
+        emit(std::string(gateway_connection), mqttsn::upstream_published{ref});
+        break;
       case request::kind::subscribe: {
         std::optional<mqttsn::qos> q;
         if (granted && *granted <= 2) q = from_wire_qos(*granted);
@@ -449,7 +492,9 @@ void native_upstream::answer(std::uint16_t packet_id, request::kind what, std::o
         emit(std::string(gateway_connection), mqttsn::upstream_subscribed{ref, q});
         break;
       }
-      case request::kind::unsubscribe: emit(std::string(gateway_connection), mqttsn::upstream_unsubscribed{ref}); break;
+      case request::kind::unsubscribe:
+        emit(std::string(gateway_connection), mqttsn::upstream_unsubscribed{ref});
+        break;
     }
   }
   if (!waiting_.empty()) send_waiting();
@@ -458,9 +503,10 @@ void native_upstream::answer(std::uint16_t packet_id, request::kind what, std::o
 // ---- events and logs ----
 
 void native_upstream::post_event(const std::string& client_id, mqttsn::upstream_event event) {
-  boost::asio::post(io_, [w = std::weak_ptr<anchor>(anchor_), client_id, event = std::move(event)]() mutable {
-    if (auto a = w.lock()) a->self->emit(client_id, std::move(event));
-  });
+  boost::asio::post(
+      io_, [w = std::weak_ptr<anchor>(anchor_), client_id, event = std::move(event)]() mutable {
+        if (auto a = w.lock()) a->self->emit(client_id, std::move(event));
+      });
 }
 
 void native_upstream::emit(const std::string& client_id, mqttsn::upstream_event event) {

@@ -72,14 +72,19 @@ class native_upstream final : public upstream, private mqtt_connection::listener
   std::string counters() const override { return to_counters(stats_); }
   const paho_settings& settings() const noexcept { return settings_; }
   bool connected(const std::string& client_id) const;
-  // Requests with a ref (or QoS 1/2 without one) not answered yet; broker QoS 2 ids awaiting PUBREL.
+  // Requests with a ref (or QoS 1/2 without one) not answered yet; broker QoS 2 ids awaiting
+  // PUBREL.
   std::size_t in_flight() const noexcept { return requests_.size(); }
   std::size_t inbound_qos2() const noexcept { return inbound_qos2_.size(); }
 
  private:
   struct request {
     enum class kind : std::uint8_t { publish, subscribe, unsubscribe } what = kind::publish;
-    enum class stage : std::uint8_t { unsent, sent, released } at = stage::unsent;  // released: PUBREC seen
+    enum class stage : std::uint8_t {
+      unsent,
+      sent,
+      released
+    } at = stage::unsent;   // released: PUBREC seen
     std::uint32_t ref = 0;  // 0: nobody is told of the answer
     std::string topic;      // topic name, or the filter
     mqttsn::bytes payload;
@@ -130,7 +135,7 @@ class native_upstream final : public upstream, private mqtt_connection::listener
   std::deque<std::uint64_t> waiting_;  // connected, but no packet id was free
   std::uint16_t last_packet_id_ = 0;
   std::unordered_set<std::uint16_t> inbound_qos2_;  // broker QoS 2 ids delivered, PUBREL not seen
-  std::uint16_t offline_packet_id_ = 0;  // stop(): the "offline" publish
+  std::uint16_t offline_packet_id_ = 0;             // stop(): the "offline" publish
   bool offline_acked_ = false;
   enum class broker_state : std::uint8_t { unknown, up, down } broker_ = broker_state::unknown;
   std::mt19937 rng_;

@@ -319,11 +319,21 @@ void encode(const packet& p, bytes& out) {
     void operator()(const publish_packet& x) const {
       append_publish(out, x.topic, x.payload, x.qos, x.retain, x.dup, x.packet_id);
     }
-    void operator()(const puback_packet& a) const { append_ack(out, packet_type::puback, a.packet_id); }
-    void operator()(const pubrec_packet& a) const { append_ack(out, packet_type::pubrec, a.packet_id); }
-    void operator()(const pubrel_packet& a) const { append_ack(out, packet_type::pubrel, a.packet_id); }
-    void operator()(const pubcomp_packet& a) const { append_ack(out, packet_type::pubcomp, a.packet_id); }
-    void operator()(const unsuback_packet& a) const { append_ack(out, packet_type::unsuback, a.packet_id); }
+    void operator()(const puback_packet& a) const {
+      append_ack(out, packet_type::puback, a.packet_id);
+    }
+    void operator()(const pubrec_packet& a) const {
+      append_ack(out, packet_type::pubrec, a.packet_id);
+    }
+    void operator()(const pubrel_packet& a) const {
+      append_ack(out, packet_type::pubrel, a.packet_id);
+    }
+    void operator()(const pubcomp_packet& a) const {
+      append_ack(out, packet_type::pubcomp, a.packet_id);
+    }
+    void operator()(const unsuback_packet& a) const {
+      append_ack(out, packet_type::unsuback, a.packet_id);
+    }
     void operator()(const subscribe_packet& s) const {
       std::size_t n = 2;
       for (const auto& t : s.topics) n += field(t.filter.size()) + 1;
@@ -346,9 +356,15 @@ void encode(const packet& p, bytes& out) {
       put16(out, u.packet_id);
       for (const auto& f : u.filters) put_string(out, f);
     }
-    void operator()(const pingreq_packet&) const { header(out, first_byte(packet_type::pingreq), 0); }
-    void operator()(const pingresp_packet&) const { header(out, first_byte(packet_type::pingresp), 0); }
-    void operator()(const disconnect_packet&) const { header(out, first_byte(packet_type::disconnect), 0); }
+    void operator()(const pingreq_packet&) const {
+      header(out, first_byte(packet_type::pingreq), 0);
+    }
+    void operator()(const pingresp_packet&) const {
+      header(out, first_byte(packet_type::pingresp), 0);
+    }
+    void operator()(const disconnect_packet&) const {
+      header(out, first_byte(packet_type::disconnect), 0);
+    }
   };
   std::visit(visitor{out}, p);
 }

@@ -17,8 +17,19 @@ namespace mqttsn::mqtt311 {
 using bytes = std::vector<std::uint8_t>;
 
 enum class packet_type : std::uint8_t {
-  connect = 1, connack = 2, publish = 3, puback = 4, pubrec = 5, pubrel = 6, pubcomp = 7,
-  subscribe = 8, suback = 9, unsubscribe = 10, unsuback = 11, pingreq = 12, pingresp = 13,
+  connect = 1,
+  connack = 2,
+  publish = 3,
+  puback = 4,
+  pubrec = 5,
+  pubrel = 6,
+  pubcomp = 7,
+  subscribe = 8,
+  suback = 9,
+  unsubscribe = 10,
+  unsuback = 11,
+  pingreq = 12,
+  pingresp = 13,
   disconnect = 14,
 };
 
@@ -110,10 +121,10 @@ struct disconnect_packet {
   friend bool operator==(const disconnect_packet&, const disconnect_packet&) = default;
 };
 
-using packet = std::variant<connect_packet, connack_packet, publish_packet, puback_packet,
-                            pubrec_packet, pubrel_packet, pubcomp_packet, subscribe_packet,
-                            suback_packet, unsubscribe_packet, unsuback_packet, pingreq_packet,
-                            pingresp_packet, disconnect_packet>;
+using packet =
+    std::variant<connect_packet, connack_packet, publish_packet, puback_packet, pubrec_packet,
+                 pubrel_packet, pubcomp_packet, subscribe_packet, suback_packet, unsubscribe_packet,
+                 unsuback_packet, pingreq_packet, pingresp_packet, disconnect_packet>;
 
 // ---- encoding: appends to `out` ----
 

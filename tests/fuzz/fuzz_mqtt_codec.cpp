@@ -30,7 +30,8 @@ void check_packet(std::span<const std::uint8_t> whole) {
   require(std::get<m::packet>(second) == p);
   // The decoder accepts only canonical bytes, except a Remaining Length with needless
   // continuation bytes (e.g. 80 00 for 0), which re-encodes shorter.
-  if (encoded.size() == whole.size()) require(std::equal(encoded.begin(), encoded.end(), whole.begin()));
+  if (encoded.size() == whole.size())
+    require(std::equal(encoded.begin(), encoded.end(), whole.begin()));
 }
 
 }  // namespace

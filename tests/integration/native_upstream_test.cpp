@@ -81,7 +81,8 @@ class broker_side {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       auto peeked = m::peek_frame(buf_);
-      if (auto* info = std::get_if<std::optional<m::frame_info>>(&peeked); info && *info && (*info)->size() <= buf_.size()) {
+      if (auto* info = std::get_if<std::optional<m::frame_info>>(&peeked);
+          info && *info && (*info)->size() <= buf_.size()) {
         const auto n = (*info)->size();
         auto r = m::decode(std::span<const std::uint8_t>(buf_).first(n));
         buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
@@ -89,7 +90,8 @@ class broker_side {
         if (!std::holds_alternative<m::packet>(r)) return std::nullopt;
         return std::get<m::packet>(r);
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return std::nullopt;
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) != 1) return std::nullopt;
@@ -135,7 +137,8 @@ class scripted_broker {
     const int on = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     const auto a = itest::loopback(port_);
-    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 8) != 0) {
+    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listen_fd_, 8) != 0) {
       throw std::runtime_error("scripted_broker: cannot listen on port " + std::to_string(port_));
     }
   }
@@ -153,7 +156,8 @@ class scripted_broker {
   }
 
   // Accepts the client, checks its CONNECT, answers CONNACK, and takes the retained "online".
-  std::unique_ptr<broker_side> accept_session(bool session_present, m::connect_packet* seen = nullptr) {
+  std::unique_ptr<broker_side> accept_session(bool session_present,
+                                              m::connect_packet* seen = nullptr) {
     auto c = accept();
     EXPECT_TRUE(c) << "the client did not connect";
     if (!c) return c;
@@ -182,7 +186,8 @@ class NativeUpstream : public ::testing::Test {
   gateway::paho_settings settings_for(const std::string& uri) const {
     gateway::paho_settings s;
     s.broker = uri;
-    s.gateway_client_id = std::string("itest-native-") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    s.gateway_client_id = std::string("itest-native-") +
+                          ::testing::UnitTest::GetInstance()->current_test_info()->name();
     s.status_topic = "itest/status";
     s.connect_timeout = 2s;
     s.reconnect_min = 50ms;
@@ -221,7 +226,8 @@ TEST_F(NativeUpstream, connects_with_a_kept_session_a_retained_will_and_the_logi
   m::connect_packet seen;
   auto c = broker.accept_session(false, &seen);
   ASSERT_TRUE(c);
-  EXPECT_EQ(seen.client_id, "itest-native-connects_with_a_kept_session_a_retained_will_and_the_login");
+  EXPECT_EQ(seen.client_id,
+            "itest-native-connects_with_a_kept_session_a_retained_will_and_the_login");
   EXPECT_FALSE(seen.clean_session);
   EXPECT_EQ(seen.keep_alive, 30);
   ASSERT_TRUE(seen.will.has_value());
@@ -244,7 +250,8 @@ TEST_F(NativeUpstream, connects_with_a_kept_session_a_retained_will_and_the_logi
   stopper.join();
 }
 
-TEST_F(NativeUpstream, after_a_reconnect_with_session_present_unacknowledged_publishes_go_again_with_dup) {
+TEST_F(NativeUpstream,
+       after_a_reconnect_with_session_present_unacknowledged_publishes_go_again_with_dup) {
   scripted_broker broker;
   start(settings_for(broker.uri()));
   auto c = broker.accept_session(false);
@@ -297,7 +304,8 @@ TEST_F(NativeUpstream, after_a_reconnect_with_session_present_unacknowledged_pub
   EXPECT_EQ(stats().reconnects, 1U);
 }
 
-TEST_F(NativeUpstream, without_session_present_requests_in_flight_are_dropped_for_the_session_to_resend) {
+TEST_F(NativeUpstream,
+       without_session_present_requests_in_flight_are_dropped_for_the_session_to_resend) {
   scripted_broker broker;
   start(settings_for(broker.uri()));
   auto c = broker.accept_session(false);
@@ -345,7 +353,8 @@ TEST_F(NativeUpstream, requests_made_while_down_go_out_in_order_when_the_session
   EXPECT_EQ(stats().publishes_dropped, 1U);
 }
 
-TEST_F(NativeUpstream, a_broker_qos2_message_is_delivered_once_until_its_pubrel_and_qos1_is_acknowledged) {
+TEST_F(NativeUpstream,
+       a_broker_qos2_message_is_delivered_once_until_its_pubrel_and_qos1_is_acknowledged) {
   scripted_broker broker;
   start(settings_for(broker.uri()));
   auto c = broker.accept_session(false);
@@ -387,7 +396,9 @@ TEST_F(NativeUpstream, packets_larger_than_the_read_buffer_and_many_per_read_arr
   m::bytes burst;
   m::encode(m::publish_packet{"in/first", to_bytes("a"), 0, false, false, 0}, burst);
   m::encode(m::publish_packet{"in/big", big, 1, false, false, 11}, burst);
-  for (int i = 0; i < 500; ++i) m::encode(m::publish_packet{"in/small", to_bytes(std::to_string(i)), 0, false, false, 0}, burst);
+  for (int i = 0; i < 500; ++i)
+    m::encode(m::publish_packet{"in/small", to_bytes(std::to_string(i)), 0, false, false, 0},
+              burst);
   ASSERT_TRUE(c->send_raw(burst));
   EXPECT_EQ(c->expect<m::puback_packet>().packet_id, 11);
   ASSERT_TRUE(events_.wait<mqttsn::upstream_message>(502));
@@ -395,7 +406,8 @@ TEST_F(NativeUpstream, packets_larger_than_the_read_buffer_and_many_per_read_arr
   EXPECT_EQ(got[0].payload, to_bytes("a"));
   EXPECT_EQ(got[1].topic, "in/big");
   EXPECT_EQ(got[1].payload, big);
-  for (int i = 0; i < 500; ++i) EXPECT_EQ(got[2 + static_cast<std::size_t>(i)].payload, to_bytes(std::to_string(i)));
+  for (int i = 0; i < 500; ++i)
+    EXPECT_EQ(got[2 + static_cast<std::size_t>(i)].payload, to_bytes(std::to_string(i)));
   // A packet over the 4 MiB limit closes the connection (and it comes back).
   m::bytes huge;
   m::encode(m::publish_packet{"in/huge", mqttsn::bytes(5 * 1024 * 1024), 0, false, false, 0}, huge);
@@ -417,9 +429,11 @@ TEST_F(NativeUpstream, qos0_publishes_beyond_the_write_queue_bound_are_dropped_a
   ASSERT_TRUE(wait_until([&] { return stats().acks == 1; }, patience));  // "online" is written
   // One handler: nothing is written before it returns, so the queue holds 5 and drops 15.
   io_.call([&] {
-    for (int i = 0; i < 20; ++i) up_->publish(gw, {0, "burst", to_bytes(std::to_string(i)), mqttsn::qos::at_most_once, false});
+    for (int i = 0; i < 20; ++i)
+      up_->publish(gw, {0, "burst", to_bytes(std::to_string(i)), mqttsn::qos::at_most_once, false});
   });
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(c->expect<m::publish_packet>().payload, to_bytes(std::to_string(i)));
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(c->expect<m::publish_packet>().payload, to_bytes(std::to_string(i)));
   const auto st = stats();
   EXPECT_EQ(st.publishes_dropped, 15U);
   EXPECT_EQ(st.publishes, 6U);  // "online" and five

@@ -1,7 +1,6 @@
 // MQTT 3.1.1 codec: the byte vectors of the OASIS standard (Remaining Length table §2.2.3, the
 // CONNECT variable header of Figure 3.6, the PUBLISH, SUBSCRIBE, SUBACK and UNSUBSCRIBE examples
 // of chapter 3), both ways, every decode_error, and robustness against truncated and mutated bytes.
-#include "hex.hpp"
 #include "mqttsn/mqtt_codec.hpp"
 
 #include <cstdint>
@@ -12,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "hex.hpp"
+
 namespace {
 
 namespace m = mqttsn::mqtt311;
@@ -20,15 +21,18 @@ using test_hex::to_hex;
 
 m::packet decoded(const m::bytes& b) {
   auto r = m::decode(b);
-  EXPECT_TRUE(std::holds_alternative<m::packet>(r)) << to_hex(b) << ": "
-      << (std::holds_alternative<m::decode_error>(r) ? m::to_string(std::get<m::decode_error>(r)) : "");
+  EXPECT_TRUE(std::holds_alternative<m::packet>(r))
+      << to_hex(b) << ": "
+      << (std::holds_alternative<m::decode_error>(r) ? m::to_string(std::get<m::decode_error>(r))
+                                                     : "");
   return std::holds_alternative<m::packet>(r) ? std::get<m::packet>(r) : m::packet{};
 }
 
 m::decode_error error_of(const m::bytes& b) {
   auto r = m::decode(b);
   EXPECT_TRUE(std::holds_alternative<m::decode_error>(r)) << to_hex(b);
-  return std::holds_alternative<m::decode_error>(r) ? std::get<m::decode_error>(r) : m::decode_error::truncated;
+  return std::holds_alternative<m::decode_error>(r) ? std::get<m::decode_error>(r)
+                                                    : m::decode_error::truncated;
 }
 
 // Encodes `p`, checks the bytes, and decodes them back to `p`.
@@ -39,10 +43,14 @@ void round_trip(const m::packet& p, const std::string& expected_hex) {
 }
 
 TEST(MqttCodec, remaining_length_matches_the_table_of_section_2_2_3) {
-  const std::vector<std::pair<std::size_t, std::string>> table = {
-      {0, "00"},           {127, "7F"},          {128, "80 01"},          {16'383, "FF 7F"},
-      {16'384, "80 80 01"}, {2'097'151, "FF FF 7F"}, {2'097'152, "80 80 80 01"},
-      {268'435'455, "FF FF FF 7F"}};
+  const std::vector<std::pair<std::size_t, std::string>> table = {{0, "00"},
+                                                                  {127, "7F"},
+                                                                  {128, "80 01"},
+                                                                  {16'383, "FF 7F"},
+                                                                  {16'384, "80 80 01"},
+                                                                  {2'097'151, "FF FF 7F"},
+                                                                  {2'097'152, "80 80 80 01"},
+                                                                  {268'435'455, "FF FF FF 7F"}};
   for (const auto& [n, text] : table) {
     m::bytes out;
     m::append_remaining_length(out, n);
@@ -62,7 +70,8 @@ TEST(MqttCodec, peek_frame_waits_for_the_header_and_rejects_a_fifth_length_byte)
   EXPECT_FALSE(std::get<std::optional<m::frame_info>>(m::peek_frame(hex(""))).has_value());
   EXPECT_FALSE(std::get<std::optional<m::frame_info>>(m::peek_frame(hex("30"))).has_value());
   EXPECT_FALSE(std::get<std::optional<m::frame_info>>(m::peek_frame(hex("30 80 80"))).has_value());
-  EXPECT_EQ(std::get<m::decode_error>(m::peek_frame(hex("30 80 80 80 80 01"))), m::decode_error::bad_remaining_length);
+  EXPECT_EQ(std::get<m::decode_error>(m::peek_frame(hex("30 80 80 80 80 01"))),
+            m::decode_error::bad_remaining_length);
   EXPECT_EQ(error_of(hex("30 FF FF FF FF 7F")), m::decode_error::bad_remaining_length);
 }
 
@@ -107,7 +116,8 @@ TEST(MqttCodec, publish_variable_header_of_table_3_3) {
   m::publish_packet p{"a/b", {'h', 'i'}, 1, false, false, 10};
   round_trip(p, "32 09 00 03 61 2F 62 00 0A 68 69");
   round_trip(m::publish_packet{"a/b", {}, 0, true, false, 0}, "31 05 00 03 61 2F 62");
-  round_trip(m::publish_packet{"a/b", {'x'}, 2, false, true, 65535}, "3C 08 00 03 61 2F 62 FF FF 78");
+  round_trip(m::publish_packet{"a/b", {'x'}, 2, false, true, 65535},
+             "3C 08 00 03 61 2F 62 FF FF 78");
   m::bytes out;
   const m::bytes payload{'h', 'i'};
   m::append_publish(out, "a/b", payload, 1, false, false, 10);
@@ -125,7 +135,8 @@ TEST(MqttCodec, publish_errors) {
   EXPECT_EQ(error_of(hex("30 05 00 03 61 2F 62 00")), m::decode_error::too_long);
   EXPECT_EQ(error_of(hex("30 05 00 03 61 2F")), m::decode_error::truncated);
   // Multi-byte UTF-8 topics are fine ("é").
-  EXPECT_EQ(decoded(hex("30 04 00 02 C3 A9")), m::packet(m::publish_packet{"\xC3\xA9", {}, 0, false, false, 0}));
+  EXPECT_EQ(decoded(hex("30 04 00 02 C3 A9")),
+            m::packet(m::publish_packet{"\xC3\xA9", {}, 0, false, false, 0}));
 }
 
 TEST(MqttCodec, acknowledgements_carry_the_packet_id_and_pubrel_has_flags_0010) {
@@ -148,7 +159,8 @@ TEST(MqttCodec, subscribe_suback_unsubscribe_examples_of_chapter_3) {
   // §3.9.3: success QoS 0, success QoS 2, failure.
   round_trip(m::suback_packet{10, {0x00, 0x02, 0x80}}, "90 05 00 0A 00 02 80");
   // §3.10.3: "a/b" and "c/d".
-  round_trip(m::unsubscribe_packet{10, {"a/b", "c/d"}}, "A2 0C 00 0A 00 03 61 2F 62 00 03 63 2F 64");
+  round_trip(m::unsubscribe_packet{10, {"a/b", "c/d"}},
+             "A2 0C 00 0A 00 03 61 2F 62 00 03 63 2F 64");
   EXPECT_EQ(error_of(hex("80 08 00 0A 00 03 61 2F 62 01")), m::decode_error::bad_flags);
   EXPECT_EQ(error_of(hex("82 02 00 0A")), m::decode_error::empty_list);
   EXPECT_EQ(error_of(hex("82 08 00 0A 00 03 61 2F 62 03")), m::decode_error::bad_qos);
@@ -169,19 +181,26 @@ TEST(MqttCodec, packets_without_a_body) {
 }
 
 TEST(MqttCodec, connect_errors) {
-  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 49 73 04 02 00 00 00 00")), m::decode_error::bad_protocol);
-  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 03 02 00 00 00 00")), m::decode_error::bad_protocol);
-  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 03 00 00 00 00")), m::decode_error::bad_connect_flags);
-  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 42 00 00 00 00")), m::decode_error::bad_connect_flags);
-  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 22 00 00 00 00")), m::decode_error::bad_connect_flags);
+  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 49 73 04 02 00 00 00 00")),
+            m::decode_error::bad_protocol);
+  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 03 02 00 00 00 00")),
+            m::decode_error::bad_protocol);
+  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 03 00 00 00 00")),
+            m::decode_error::bad_connect_flags);
+  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 42 00 00 00 00")),
+            m::decode_error::bad_connect_flags);
+  EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 22 00 00 00 00")),
+            m::decode_error::bad_connect_flags);
   EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 1E 00 00 00 00")), m::decode_error::bad_qos);
   EXPECT_EQ(error_of(hex("10 0C 00 04 4D 51 54 54 04 06 00 00 00 00")), m::decode_error::too_short);
-  EXPECT_EQ(error_of(hex("10 0D 00 04 4D 51 54 54 04 02 00 00 00 00 00")), m::decode_error::too_long);
+  EXPECT_EQ(error_of(hex("10 0D 00 04 4D 51 54 54 04 02 00 00 00 00 00")),
+            m::decode_error::too_long);
 }
 
 TEST(MqttCodec, truncated_and_mutated_packets_never_crash) {
   const std::vector<m::packet> samples = {
-      m::connect_packet{"id", false, 30, m::will_message{"w", {1, 2}, 2, true}, "user", m::bytes{9}},
+      m::connect_packet{"id", false, 30, m::will_message{"w", {1, 2}, 2, true}, "user",
+                        m::bytes{9}},
       m::publish_packet{"a/b/c", m::bytes(300, 7), 2, true, true, 77},
       m::subscribe_packet{3, {{"a/#", 1}, {"+/b", 0}}},
       m::suback_packet{3, {1, 0x80}},
@@ -191,7 +210,9 @@ TEST(MqttCodec, truncated_and_mutated_packets_never_crash) {
   for (const auto& p : samples) {
     const auto b = m::encode(p);
     for (std::size_t n = 0; n < b.size(); ++n) {
-      EXPECT_EQ(error_of(m::bytes(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n))), m::decode_error::truncated) << n;
+      EXPECT_EQ(error_of(m::bytes(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n))),
+                m::decode_error::truncated)
+          << n;
     }
     for (int i = 0; i < 2000; ++i) {
       auto copy = b;
