@@ -1,4 +1,6 @@
 #include "gateway/aggregating_upstream.hpp"
+#include "gateway/native_upstream.hpp"
+#include "gateway/paho_upstream.hpp"
 #include "mqttsn/overloaded.hpp"
 
 #include <algorithm>
@@ -13,7 +15,7 @@ namespace gateway {
 
 namespace {
 
-paho_settings shared_settings(paho_settings s) {
+paho_settings with_kept_session(paho_settings s) {
   s.gateway_clean_session = false;
   return s;
 }
@@ -24,11 +26,17 @@ mqttsn::qos lower(mqttsn::qos a, mqttsn::qos b) {
 
 const std::string shared_id{gateway_connection};
 
+std::unique_ptr<upstream> make_shared_connection(boost::asio::io_context& io, const paho_settings& s) {
+  if (s.client == upstream_client::paho) return std::make_unique<paho_upstream>(io, s);
+  return std::make_unique<native_upstream>(io, s);
+}
+
 }  // namespace
 
 aggregating_upstream::aggregating_upstream(boost::asio::io_context& io, paho_settings settings)
     : io_(io),
-      shared_(std::make_unique<paho_upstream>(io, shared_settings(std::move(settings)))),
+      settings_(with_kept_session(std::move(settings))),
+      shared_(make_shared_connection(io, settings_)),
       anchor_(std::make_shared<anchor>(anchor{this})) {}
 
 aggregating_upstream::~aggregating_upstream() {
@@ -39,12 +47,17 @@ aggregating_upstream::~aggregating_upstream() {
 void aggregating_upstream::start(event_handler on_event) {
   on_event_ = std::move(on_event);
   std::weak_ptr<anchor> w = anchor_;
-  // paho_upstream calls this on the io thread.
+  // The shared connection calls this on the io thread.
   shared_->start([w](const std::string& id, mqttsn::upstream_event e) {
     if (auto a = w.lock()) a->self->on_shared(id, std::move(e));
   });
-  spdlog::debug("upstream: aggregating mode: all clients share the connection '{}'",
-                shared_->settings().gateway_client_id);
+  spdlog::debug("upstream: aggregating mode: all clients share the connection '{}' ({} client)",
+                settings_.gateway_client_id, settings_.client == upstream_client::paho ? "Paho" : "native");
+}
+
+const paho_stats& aggregating_upstream::shared_stats() const noexcept {
+  if (settings_.client == upstream_client::paho) return static_cast<const paho_upstream&>(*shared_).stats();
+  return static_cast<const native_upstream&>(*shared_).stats();
 }
 
 void aggregating_upstream::stop(std::chrono::milliseconds timeout) { shared_->stop(timeout); }
@@ -198,7 +211,7 @@ void aggregating_upstream::on_shared(const std::string& id, mqttsn::upstream_eve
 void aggregating_upstream::on_shared_connected(bool session_present) {
   up_ = true;
   if (!session_present) {
-    // paho_upstream dropped every request of the old session: resend what the clients still wait
+    // The shared connection dropped every request of the old session: resend what the clients still wait
     // for and SUBSCRIBE every other filter of the table (a pending SUBSCRIBE covers its filter).
     auto old = std::move(requests_);
     requests_.clear();

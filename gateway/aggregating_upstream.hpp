@@ -1,5 +1,6 @@
 // The broker side of aggregating mode: every MQTT-SN client shares ONE MQTT connection, the
-// gateway-level connection of a paho_upstream (client id paho_settings::gateway_client_id, i.e.
+// gateway-level connection of a native_upstream (the gateway's own MQTT client, the default) or of
+// a paho_upstream (paho_settings::client, --upstream-client) (client id paho_settings::gateway_client_id, i.e.
 // --upstream-client-id; clean session false; will "offline" and retained "online" on the status
 // topic). The subscription fan-out table (mqttsn::fanout) decides what is SUBSCRIBEd upstream and
 // which clients get each message. The session core does not know which mode runs: this class
@@ -22,8 +23,8 @@
 //     session's subscriptions go, a kept one's stay (its session keeps receiving while offline).
 // The shared connection
 //   - lost: upstream_lost to every client that was answered upstream_connected. Requests in
-//     flight stay (paho_upstream keeps them).
-//   - back with the broker's session: paho_upstream resends its own requests; every client gets
+//     flight stay (the shared connection keeps them).
+//   - back with the broker's session: the shared connection resends its own requests; every client gets
 //     upstream_connected{session_present = true}.
 //   - back without it (broker restarted without persistence, session expired): every filter of the
 //     table is SUBSCRIBEd again and the requests still unanswered are resent, then every client
@@ -41,7 +42,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "gateway/paho_upstream.hpp"
+#include "gateway/broker_settings.hpp"
 #include "gateway/upstream.hpp"
 #include "mqttsn/fanout.hpp"
 
@@ -58,7 +59,8 @@ struct aggregating_stats {
 
 class aggregating_upstream final : public upstream {
  public:
-  // `io` must outlive this object. settings.gateway_clean_session is forced to false.
+  // `io` must outlive this object. settings.gateway_clean_session is forced to false;
+  // settings.client chooses the MQTT client of the shared connection.
   aggregating_upstream(boost::asio::io_context& io, paho_settings settings);
   ~aggregating_upstream() override;
   aggregating_upstream(const aggregating_upstream&) = delete;
@@ -77,12 +79,14 @@ class aggregating_upstream final : public upstream {
   void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) override;
   void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) override;
   void disconnect(const std::string& client_id) override;
-  // The shared connection's Paho counters.
-  std::string counters() const override { return shared_->counters(); }
 
   const mqttsn::fanout& table() const noexcept { return table_; }
-  const paho_upstream& shared() const noexcept { return *shared_; }
+  // The shared connection's counters (the same for either client) and settings.
+  const paho_stats& shared_stats() const noexcept;
+  const paho_settings& shared_settings() const noexcept { return settings_; }
   const aggregating_stats& stats() const noexcept { return stats_; }
+  // The shared connection's counters.
+  std::string counters() const override { return shared_->counters(); }
   bool up() const noexcept { return up_; }
   // Clients attached (connected or waiting for the shared connection).
   std::size_t clients() const noexcept { return clients_.size(); }
@@ -124,7 +128,8 @@ class aggregating_upstream final : public upstream {
 
   boost::asio::io_context& io_;
   event_handler on_event_;
-  std::unique_ptr<paho_upstream> shared_;
+  paho_settings settings_;
+  std::unique_ptr<upstream> shared_;  // native_upstream or paho_upstream
   mqttsn::fanout table_;
   std::map<std::string, client_state> clients_;
   std::map<std::uint32_t, request> requests_;  // by shared ref

@@ -289,6 +289,7 @@ bool is_file_key(const key_info& k) {
 constexpr std::array<const char*, 6> log_level_names = {"trace", "debug", "info",
                                                         "warn",  "error", "off"};
 constexpr std::array<const char*, 2> mode_names = {"transparent", "aggregating"};
+constexpr std::array<const char*, 2> upstream_client_names = {"native", "paho"};
 constexpr std::array<const char*, 3> serial_framing_names = {"xbee-api1", "xbee-api2", "raw"};
 constexpr std::array<const char*, 3> serial_flow_names = {"none", "rtscts", "xonxoff"};
 constexpr std::array<unsigned, 11> standard_bauds = {1200,  2400,   4800,   9600,   19200, 38400,
@@ -361,6 +362,15 @@ const std::vector<key_info>& keys() {
          c.upstream_client_id = v;
        },
        "mqttsn-gw-<gateway-id>"},
+      {"upstream-client", "Broker", "CLIENT",
+       "MQTT client of aggregating mode's shared connection: native (the gateway's own) or paho",
+       key_kind::single,
+       [](const config& c) -> std::string {
+         return upstream_client_names.at(static_cast<std::size_t>(c.upstream_client));
+       },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.upstream_client = parse_enum<upstream_client_kind>(w, v, upstream_client_names);
+       }},
       {"status-topic", "Broker", "TOPIC",
        "retained topic where the gateway publishes online (offline: its will)", key_kind::single,
        [](const config& c) { return c.status_topic; },

@@ -367,9 +367,11 @@ std::string gateway::stats_line() const {
     << " dropped_qos12=" << c.dropped_qos12 << " undeliverable=" << c.dropped_undeliverable
     << " congestion=" << c.congestion << " store_flushes=" << flushes_ << " store_failures=" << flush_failures_
     << " broker=" << (broker_up_ ? "up" : "down");
-  // The upstream's counters (Paho's publishes and the publishes it refused), "upstream_publishes_dropped=0".
-  std::istringstream upstream_fields(up_.counters());
-  for (std::string field; upstream_fields >> field;) s << " upstream_" << field;
+  // The broker side's counters (the shared connection's in aggregating mode): "upstream_acks=7".
+  {
+    std::istringstream fields(up_.counters());
+    for (std::string field; fields >> field;) s << " upstream_" << field;
+  }
   // Each transport's own counters (datagrams, oversize drops, send errors), keys prefixed with its
   // name: "udp0_oversize_dropped=3".
   for (const auto& t : transports_) {

@@ -179,6 +179,8 @@ int main(int argc, char* argv[]) {
   settings.status_topic = cfg.effective_status_topic();
   settings.connect_timeout = cfg.connect_timeout;
   settings.max_queued_publishes = static_cast<int>(cfg.upstream_max_queued);
+  settings.client = cfg.upstream_client == gateway::upstream_client_kind::paho ? gateway::upstream_client::paho
+                                                                               : gateway::upstream_client::native;
   std::optional<mqttsn::admission> admission;
   try {
     apply_broker_security(cfg, settings);
@@ -229,7 +231,12 @@ int main(int argc, char* argv[]) {
   const bool aggregating = cfg.mode == gateway::gateway_mode::aggregating;
   std::unique_ptr<gateway::upstream> upstream;
   if (aggregating) {
-    upstream = std::make_unique<gateway::aggregating_upstream>(io, settings);
+    try {
+      upstream = std::make_unique<gateway::aggregating_upstream>(io, settings);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "mqttsn-gateway: " << e.what() << '\n';
+      return 2;
+    }
   } else {
     upstream = std::make_unique<gateway::paho_upstream>(io, settings);
   }
@@ -269,8 +276,10 @@ int main(int argc, char* argv[]) {
 
   std::string listening;
   for (const auto& u : cfg.udp) listening += (listening.empty() ? "" : ", ") + listen_text(u);
-  spdlog::info("mqttsn-gateway {} (gateway id {}, {} mode) on UDP {}, broker {}", MQTTSN_VERSION, cfg.gateway_id,
-               aggregating ? "aggregating" : "transparent", listening, cfg.broker);
+  spdlog::info("mqttsn-gateway {} (gateway id {}, {} mode{}) on UDP {}, broker {}", MQTTSN_VERSION, cfg.gateway_id,
+               aggregating ? "aggregating" : "transparent",
+               !aggregating ? "" : settings.client == gateway::upstream_client::paho ? ", Paho client" : ", native client",
+               listening, cfg.broker);
   notify_systemd("READY=1");
   io.run();
 

@@ -564,14 +564,6 @@ void paho_upstream::unsubscribe(const std::string& client_id,
   send_request(*l, id, r);
 }
 
-std::string paho_upstream::counters() const {
-  const auto& c = stats_;
-  return "connects=" + std::to_string(c.connects) + " reconnects=" + std::to_string(c.reconnects) +
-         " connection_losses=" + std::to_string(c.connection_losses) + " publishes=" + std::to_string(c.publishes) +
-         " publishes_dropped=" + std::to_string(c.publishes_dropped) + " acks=" + std::to_string(c.acks) +
-         " messages=" + std::to_string(c.messages);
-}
-
 void paho_upstream::disconnect(const std::string& client_id) {
   if (client_id.empty()) {
     spdlog::debug(

@@ -48,8 +48,8 @@ class upstream {
   virtual void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) = 0;
   virtual void disconnect(const std::string& client_id) = 0;
 
-  // The upstream's own counters for the gateway's stats line, "key=value key=value" (the gateway
-  // prefixes each key with "upstream_"). Read on the io thread.
+  // The broker side's counters for the gateway's stats line: `key=value` fields separated by
+  // spaces (the gateway prefixes each key with "upstream_"); empty when it keeps none.
   virtual std::string counters() const { return {}; }
 };
 

@@ -432,14 +432,15 @@ INSTANTIATE_TEST_SUITE_P(Serial, GatewayEndToEnd, ::testing::Values(xbee, raw), 
 INSTANTIATE_TEST_SUITE_P(Serial, GatewayEndToEndTwoClients, ::testing::Values(xbee), serial_name);
 INSTANTIATE_TEST_SUITE_P(Serial, GatewayEndToEndLongFrames, ::testing::Values(raw), serial_name);
 
-// Aggregating mode only: what the shared connection and the fan-out table make visible.
-class GatewayAggregating : public gateway_fixture {
+// Aggregating mode only: what the shared connection and the fan-out table make visible, with each
+// MQTT client of the shared connection (upstream-client native, the default, and paho).
+class GatewayAggregating : public gateway_fixture, public ::testing::WithParamInterface<std::string> {
  protected:
   std::string mode() const override { return "aggregating"; }
   void SetUp() override {
     broker_options bo;
     bo.extra_config = {"sys_interval 1"};  // $SYS counters every second
-    start({"--upstream-client-id", "agg-shared"}, bo);
+    start({"--upstream-client-id", "agg-shared", "--upstream-client", GetParam()}, bo);
   }
   // Waits until the broker's $SYS `counter` reads `value` (it publishes it, retained, when it
   // changes); returns the last value seen.
@@ -462,7 +463,7 @@ class GatewayAggregating : public gateway_fixture {
   std::map<std::string, std::string> last_sys_;
 };
 
-TEST_F(GatewayAggregating, all_clients_share_one_connection_with_the_upstream_client_id) {
+TEST_P(GatewayAggregating, all_clients_share_one_connection_with_the_upstream_client_id) {
   auto a = sensor("agg-a");
   auto b = sensor("agg-b");
   ASSERT_EQ(a.connect(), mqttsn::return_code::accepted);
@@ -481,9 +482,16 @@ TEST_F(GatewayAggregating, all_clients_share_one_connection_with_the_upstream_cl
   m = observer->wait_message("agg/up/b");
   ASSERT_TRUE(m);
   EXPECT_EQ(m->qos, 2);
+  // The client asked for carries the shared connection; its counters are in the stats line.
+  EXPECT_TRUE(gateway->log_contains(GetParam() == "paho" ? "aggregating mode, Paho client" : "aggregating mode, native client"))
+      << gateway->log();
+  const auto st = gateway->stats();
+  EXPECT_EQ(st.at("upstream_connects"), 1U);
+  EXPECT_GE(st.at("upstream_acks"), 2U);  // the two publishes (and "online" with the native client)
+  EXPECT_EQ(st.at("upstream_publishes_dropped"), 0U);
 }
 
-TEST_F(GatewayAggregating, two_subscribers_of_one_filter_are_one_upstream_subscription) {
+TEST_P(GatewayAggregating, two_subscribers_of_one_filter_are_one_upstream_subscription) {
   EXPECT_EQ(sys_until("subscriptions/count", "1"), "1");  // the observer's own $SYS subscription
   auto a = sensor("sub-a");
   auto b = sensor("sub-b");
@@ -513,7 +521,7 @@ TEST_F(GatewayAggregating, two_subscribers_of_one_filter_are_one_upstream_subscr
   EXPECT_EQ(sys_until("subscriptions/count", "1"), "1");
 }
 
-TEST_F(GatewayAggregating, a_new_subscriber_gets_the_retained_message_the_others_not_again) {
+TEST_P(GatewayAggregating, a_new_subscriber_gets_the_retained_message_the_others_not_again) {
   ASSERT_TRUE(observer->publish("agg/state", "on", 1, true));
   auto a = sensor("ret-a");
   auto b = sensor("ret-b");
@@ -542,7 +550,7 @@ TEST_F(GatewayAggregating, a_new_subscriber_gets_the_retained_message_the_others
   EXPECT_FALSE(mb->retain);
 }
 
-TEST_F(GatewayAggregating, each_client_receives_at_its_own_granted_qos) {
+TEST_P(GatewayAggregating, each_client_receives_at_its_own_granted_qos) {
   auto low = sensor("q-low");
   auto high = sensor("q-high");
   ASSERT_EQ(low.connect(), mqttsn::return_code::accepted);
@@ -561,7 +569,7 @@ TEST_F(GatewayAggregating, each_client_receives_at_its_own_granted_qos) {
   }
 }
 
-TEST_F(GatewayAggregating, a_broker_that_lost_the_session_gets_every_subscription_again) {
+TEST_P(GatewayAggregating, a_broker_that_lost_the_session_gets_every_subscription_again) {
   auto a = sensor("restore-a");
   ASSERT_EQ(a.connect(), mqttsn::return_code::accepted);
   ASSERT_EQ(a.subscribe(topic_name{"agg/keep/#"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
@@ -646,4 +654,7 @@ TEST(GatewayMulticast, advertise_and_searchgw_over_a_loopback_multicast_group) {
 }
 
 }  // namespace
+INSTANTIATE_TEST_SUITE_P(Clients, GatewayAggregating, ::testing::Values("native", "paho"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
 }  // namespace itest

@@ -1,6 +1,8 @@
 #include "tests/integration/mqtt_tap.hpp"
 
 #include "tests/integration/harness.hpp"
+#include "mqttsn/mqtt_codec.hpp"
+#include "mqttsn/overloaded.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,8 +13,11 @@
 
 #include <cerrno>
 #include <memory>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <system_error>
+#include <variant>
 #include <vector>
 
 namespace itest {
@@ -101,78 +106,67 @@ void mqtt_tap::run() {
   std::vector<std::unique_ptr<pair>> pairs;
   // Parses the complete packets buffered in direction `d` of `p`.
   auto parse = [this](pair& p, int d) {
+    namespace m = mqttsn::mqtt311;
     auto& b = p.buf[d];
     std::size_t at = 0;
     for (;;) {
-      if (b.size() - at < 2) break;
-      std::size_t remaining = 0;
-      std::size_t shift = 0;
-      std::size_t i = at + 1;
-      bool complete = false;
-      for (; i < b.size() && i < at + 5; ++i) {
-        remaining |= static_cast<std::size_t>(b[i] & 0x7F) << shift;
-        shift += 7;
-        if ((b[i] & 0x80) == 0) {
-          complete = true;
-          ++i;
-          break;
-        }
-      }
-      if (!complete || b.size() - i < remaining) break;
-      const std::uint8_t type = b[at] >> 4;
-      const int q = (b[at] >> 1) & 3;
-      const std::uint8_t* body = b.data() + i;
-      if (type == 1 && d == pair::to_broker && remaining >= 12) {  // CONNECT: remember the client id
-        const std::size_t name_len = (static_cast<std::size_t>(body[0]) << 8) | body[1];
-        const std::size_t at_id = 2 + name_len + 4;
-        if (at_id + 2 <= remaining) {
-          const std::size_t id_len = (static_cast<std::size_t>(body[at_id]) << 8) | body[at_id + 1];
-          if (at_id + 2 + id_len <= remaining) {
-            p.client_id.assign(body + at_id + 2, body + at_id + 2 + id_len);
-          }
-        }
-      } else if (type == 3 && q > 0 && remaining >= 4) {  // PUBLISH with a message id
-        const std::size_t topic_len = (static_cast<std::size_t>(body[0]) << 8) | body[1];
-        if (2 + topic_len + 2 <= remaining) {
-          const auto mid = static_cast<std::uint16_t>((body[2 + topic_len] << 8) | body[3 + topic_len]);
-          const bool dup = (b[at] & 0x08) != 0;
-          p.sent[d][mid] = std::string(body + 4 + topic_len, body + remaining);
-          std::lock_guard lock(mutex_);
-          ++publishes_[d][p.sent[d][mid]];
-          if (d == pair::to_client && q == 2) {
-            auto& released = released_[p.client_id];
-            if (dup && released.contains(mid)) resent_after_release_.insert(p.sent[d][mid]);
-            if (!dup) released.erase(mid);  // the id is used for a new message
-          }
-        }
-      } else if (type == 6 && d == pair::to_client && remaining >= 2) {  // PUBREL from the broker
-        const auto mid = static_cast<std::uint16_t>((body[0] << 8) | body[1]);
-        std::lock_guard lock(mutex_);
-        released_[p.client_id].insert(mid);
-      } else if ((type == 4 || type == 5 || type == 7) && remaining >= 2) {
-        // PUBACK and PUBREC acknowledge a PUBLISH that went the other way; a client owns a QoS 2
-        // message only at its PUBCOMP (Paho C hands it over on PUBREL).
-        const auto mid = static_cast<std::uint16_t>((body[0] << 8) | body[1]);
+      const std::span<const std::uint8_t> rest(b.data() + at, b.size() - at);
+      const auto peeked = m::peek_frame(rest);
+      const auto* info = std::get_if<std::optional<m::frame_info>>(&peeked);
+      if (info == nullptr || !*info || (*info)->size() > rest.size()) break;
+      const auto decoded = m::decode(rest.first((*info)->size()));
+      at += (*info)->size();
+      const auto* packet = std::get_if<m::packet>(&decoded);
+      if (packet == nullptr) continue;
+      // PUBACK and PUBREC acknowledge a PUBLISH that went the other way; a client owns a QoS 2
+      // message only at its PUBCOMP (Paho C hands it over on PUBREL).
+      auto acknowledged = [&](m::packet_type type, std::uint16_t mid) {
         auto& other = p.sent[1 - d];
         auto it = other.find(mid);
         std::lock_guard lock(mutex_);
-        if (type != 7 && it != other.end()) {
+        if (type != m::packet_type::pubcomp && it != other.end()) {
           if (d == pair::to_client) {
             broker_acked_[it->second].insert(p.instance);
-          } else if (type == 4) {
+          } else if (type == m::packet_type::puback) {
             client_acked_.insert(it->second);
           } else {
             p.released[d][mid] = it->second;
           }
           other.erase(it);
-        } else if (type == 7 && d == pair::to_broker) {
+        } else if (type == m::packet_type::pubcomp && d == pair::to_broker) {
           if (auto r = p.released[d].find(mid); r != p.released[d].end()) {
             client_acked_.insert(r->second);
             p.released[d].erase(r);
           }
         }
-      }
-      at = i + remaining;
+      };
+      std::visit(mqttsn::overloaded{
+                     [&](const m::connect_packet& c) {  // remember the client id
+                       if (d == pair::to_broker) p.client_id = c.client_id;
+                     },
+                     [&](const m::publish_packet& x) {  // with a message id
+                       if (x.qos == 0) return;
+                       const std::string payload(x.payload.begin(), x.payload.end());
+                       p.sent[d][x.packet_id] = payload;
+                       std::lock_guard lock(mutex_);
+                       ++publishes_[d][payload];
+                       if (d == pair::to_client && x.qos == 2) {
+                         auto& released = released_[p.client_id];
+                         if (x.dup && released.contains(x.packet_id)) resent_after_release_.insert(payload);
+                         if (!x.dup) released.erase(x.packet_id);  // the id is used for a new message
+                       }
+                     },
+                     [&](const m::pubrel_packet& r) {  // PUBREL from the broker
+                       if (d != pair::to_client) return;
+                       std::lock_guard lock(mutex_);
+                       released_[p.client_id].insert(r.packet_id);
+                     },
+                     [&](const m::puback_packet& a) { acknowledged(m::packet_type::puback, a.packet_id); },
+                     [&](const m::pubrec_packet& a) { acknowledged(m::packet_type::pubrec, a.packet_id); },
+                     [&](const m::pubcomp_packet& a) { acknowledged(m::packet_type::pubcomp, a.packet_id); },
+                     [](const auto&) {},
+                 },
+                 *packet);
     }
     b.erase(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(at));
   };

@@ -119,6 +119,42 @@ TEST_F(SecurityTls, a_wrong_ca_fails_with_a_clear_log_line_and_never_connects) {
   EXPECT_NE(c.connect(), mqttsn::return_code::accepted);
 }
 
+// Aggregating mode's shared connection is the gateway's own MQTT client (not Paho): the same
+// checks, the same log lines.
+TEST_F(SecurityTls, aggregating_mode_checks_the_ca_and_the_host_name_with_the_same_log_lines) {
+  test_pki other("some-other-ca");
+  {
+    auto flags = tls_flags(other.ca_cert().string());
+    flags.insert(flags.end(), {"--mode", "aggregating", "--connect-timeout", "2"});
+    gateway_process gw(broker->tls_uri(), flags, {}, false);
+    ASSERT_TRUE(wait_until([&] { return gw.log_contains("fails: the broker's certificate was refused"); }, 15s))
+        << gw.log();
+    EXPECT_TRUE(gw.log_contains("native client")) << gw.log();
+    EXPECT_TRUE(gw.log_contains("certificate in certificate chain (check --broker-ca-file") ||
+                gw.log_contains("unable to get local issuer certificate (check --broker-ca-file"))
+        << gw.log();
+    EXPECT_TRUE(gw.log_contains("cannot connect")) << gw.log();
+    EXPECT_FALSE(gw.log_contains("connected to broker")) << gw.log();
+  }
+  const auto elsewhere = pki.issue("elsewhere", "DNS:elsewhere.example");
+  broker_options bo;
+  bo.allow_anonymous = false;
+  bo.users = {{"gateway", gateway_password}};
+  bo.tls = tls_listener{pki.ca_cert(), elsewhere.cert, elsewhere.key, false};
+  mosquitto_broker misnamed(bo);
+  auto flags = tls_flags(pki.ca_cert().string());
+  flags.insert(flags.end(), {"--mode", "aggregating"});
+  {
+    gateway_process gw(misnamed.tls_uri(), flags, {}, false);
+    ASSERT_TRUE(wait_until([&] { return gw.log_contains("the broker's certificate was refused: IP address mismatch"); }, 15s))
+        << gw.log();
+    EXPECT_FALSE(gw.log_contains("connected to broker")) << gw.log();
+  }
+  flags.insert(flags.end(), {"--broker-insecure", "true"});
+  gateway_process gw(misnamed.tls_uri(), flags);
+  EXPECT_TRUE(wait_until([&] { return gw.log_contains("connected to broker"); }, 15s)) << gw.log();
+}
+
 TEST_F(SecurityTls, the_broker_host_name_is_checked_unless_insecure) {
   // A certificate the right CA signed, but for another host: the check of the name must fail.
   const auto elsewhere = pki.issue("elsewhere", "DNS:elsewhere.example");

@@ -427,6 +427,9 @@ TEST(ConfigCommandLine, every_log_level_and_mode) {
   EXPECT_EQ(parse_ok({"--log-level", "off"}).level, log_level::off);
   EXPECT_EQ(parse_ok({"--mode", "transparent"}).mode, gateway_mode::transparent);
   EXPECT_EQ(parse_ok({"--mode", "aggregating"}).mode, gateway_mode::aggregating);
+  EXPECT_EQ(parse_ok({}).upstream_client, gateway::upstream_client_kind::native);
+  EXPECT_EQ(parse_ok({"--upstream-client", "paho"}).upstream_client, gateway::upstream_client_kind::paho);
+  EXPECT_EQ(parse_ok({"--upstream-client", "native"}).upstream_client, gateway::upstream_client_kind::native);
 }
 
 TEST(ConfigCommandLine, broker_forms) {
@@ -708,6 +711,7 @@ TEST(ConfigErrors, numbers) {
 TEST(ConfigErrors, choices_and_topics) {
   expect_errors({
       {{"--mode", "bridge"}, "--mode: 'bridge' is not one of transparent or aggregating"},
+      {{"--upstream-client", "mosquitto"}, "--upstream-client: 'mosquitto' is not one of native or paho"},
       {{"--mode", "Transparent"}, "--mode: 'Transparent' is not one of transparent or aggregating"},
       {{"--log-level", "verbose"},
        "--log-level: 'verbose' is not one of trace, debug, info, warn, error or off"},
@@ -1022,6 +1026,7 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "stats-interval",
                                                    "broker",
                                                    "upstream-client-id",
+                                                   "upstream-client",
                                                    "status-topic",
                                                    "connect-timeout",
                                                    "upstream-max-queued",

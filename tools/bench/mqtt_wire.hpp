@@ -10,7 +10,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
+
+#include "mqttsn/mqtt_codec.hpp"
 
 namespace bench::mqtt_wire {
 
@@ -21,61 +24,30 @@ enum packet_type : std::uint8_t {
   subscribe = 8, suback = 9, pingreq = 12, pingresp = 13, disconnect = 14,
 };
 
-inline void put16(bytes& b, std::size_t v) {
-  b.push_back(static_cast<std::uint8_t>((v >> 8) & 0xFF));
-  b.push_back(static_cast<std::uint8_t>(v & 0xFF));
-}
-inline void put_string(bytes& b, std::string_view s) {
-  put16(b, s.size());
-  b.insert(b.end(), s.begin(), s.end());
-}
-// Fixed header (type and flags, remaining length) in front of `body`, appended to `out`.
-inline void frame(bytes& out, std::uint8_t first, const bytes& body) {
-  out.push_back(first);
-  std::size_t n = body.size();
-  do {
-    auto digit = static_cast<std::uint8_t>(n % 128);
-    n /= 128;
-    if (n > 0) digit |= 0x80;
-    out.push_back(digit);
-  } while (n > 0);
-  out.insert(out.end(), body.begin(), body.end());
-}
+// Encoding is the gateway's own MQTT 3.1.1 codec (mqttsn/mqtt_codec.hpp); this header only
+// adapts it to the bench's names and reads PUBLISHes without copying their payload.
+namespace codec = mqttsn::mqtt311;
 
 inline void append_connect(bytes& out, std::string_view client_id, std::uint16_t keep_alive) {
-  bytes b;
-  put_string(b, "MQTT");
-  b.push_back(4);     // protocol level 3.1.1
-  b.push_back(0x02);  // clean session
-  put16(b, keep_alive);
-  put_string(b, client_id);
-  frame(out, connect << 4, b);
+  codec::connect_packet c;
+  c.client_id = std::string(client_id);
+  c.keep_alive = keep_alive;  // clean session
+  codec::encode(c, out);
 }
 
 inline void append_subscribe(bytes& out, std::uint16_t mid, std::string_view filter, int qos) {
-  bytes b;
-  put16(b, mid);
-  put_string(b, filter);
-  b.push_back(static_cast<std::uint8_t>(qos));
-  frame(out, (subscribe << 4) | 0x02, b);
+  codec::encode(codec::subscribe_packet{mid, {codec::subscription{std::string(filter), static_cast<std::uint8_t>(qos)}}},
+                out);
 }
 
 inline void append_publish(bytes& out, std::string_view topic, std::span<const std::uint8_t> payload, int qos,
                            std::uint16_t mid, bool dup = false) {
-  bytes b;
-  b.reserve(topic.size() + payload.size() + 4);
-  put_string(b, topic);
-  if (qos > 0) put16(b, mid);
-  b.insert(b.end(), payload.begin(), payload.end());
-  frame(out, static_cast<std::uint8_t>((publish << 4) | (dup ? 0x08 : 0) | (qos << 1)), b);
+  codec::append_publish(out, topic, payload, static_cast<std::uint8_t>(qos), false, dup, mid);
 }
 
 // PUBACK, PUBREC, PUBREL (flags 0b0010), PUBCOMP.
 inline void append_ack(bytes& out, packet_type t, std::uint16_t mid) {
-  out.push_back(static_cast<std::uint8_t>((t << 4) | (t == pubrel ? 0x02 : 0)));
-  out.push_back(2);
-  out.push_back(static_cast<std::uint8_t>(mid >> 8));
-  out.push_back(static_cast<std::uint8_t>(mid & 0xFF));
+  codec::append_ack(out, static_cast<codec::packet_type>(t), mid);
 }
 
 inline void append_simple(bytes& out, packet_type t) {
@@ -109,7 +81,7 @@ inline std::optional<publish_view> parse_publish(const packet& p) {
   return v;
 }
 
-// Splits a TCP byte stream into packets. Feed bytes with append(); next() returns packets whose
+// Splits a TCP byte stream into packets (the codec's peek_frame). Feed bytes with space()/commit(); next() returns packets whose
 // bodies stay valid until the next append() or compact().
 class reader {
  public:
@@ -123,26 +95,17 @@ class reader {
   // False on a malformed length (more than 4 bytes): the stream is not MQTT.
   bool next(packet& p, bool& bad) {
     bad = false;
-    const std::size_t avail = end_ - start_;
-    if (avail < 2) return false;
-    std::size_t len = 0, mult = 1, i = 1;
-    for (;; ++i) {
-      if (i > 4) {
-        bad = true;
-        return false;
-      }
-      if (i >= avail) return false;
-      const auto d = buf_[start_ + i];
-      len += (d & 0x7FU) * mult;
-      mult *= 128;
-      if ((d & 0x80) == 0) break;
+    const auto peeked = codec::peek_frame(std::span<const std::uint8_t>(buf_.data() + start_, end_ - start_));
+    if (std::holds_alternative<codec::decode_error>(peeked)) {
+      bad = true;
+      return false;
     }
-    const std::size_t total = i + 1 + len;
-    if (avail < total) return false;
-    p.type = buf_[start_] >> 4;
-    p.flags = buf_[start_] & 0x0F;
-    p.body = std::span<const std::uint8_t>(buf_.data() + start_ + i + 1, len);
-    start_ += total;
+    const auto& info = std::get<std::optional<codec::frame_info>>(peeked);
+    if (!info || end_ - start_ < info->size()) return false;
+    p.type = info->first >> 4;
+    p.flags = info->first & 0x0F;
+    p.body = std::span<const std::uint8_t>(buf_.data() + start_ + info->header_size, info->remaining);
+    start_ += info->size();
     return true;
   }
 

@@ -1,0 +1,366 @@
+#include "gateway/mqtt_client.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+#include <variant>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+namespace gateway {
+
+namespace m = mqttsn::mqtt311;
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t read_chunk = 64 * 1024;
+// The largest packet accepted from the broker. A bigger one cannot go to any MQTT-SN client
+// (frames are at most 65535 bytes) and would hold that much memory: the connection is closed.
+constexpr std::size_t max_inbound_packet = 4 * 1024 * 1024;
+
+}  // namespace
+
+std::optional<broker_address> parse_broker_uri(const std::string& uri) {
+  broker_address a;
+  std::string rest;
+  for (const auto& [scheme, tls] : {std::pair{"tcp://", false}, std::pair{"mqtt://", false},
+                                    std::pair{"ssl://", true}, std::pair{"mqtts://", true}}) {
+    if (uri.starts_with(scheme)) {
+      rest = uri.substr(std::strlen(scheme));
+      a.tls = tls;
+      break;
+    }
+  }
+  if (rest.empty()) return std::nullopt;
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= rest.size()) return std::nullopt;
+  a.host = rest.substr(0, colon);
+  a.port = rest.substr(colon + 1);
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']')
+    a.host = a.host.substr(1, a.host.size() - 2);
+  if (a.host.empty() ||
+      !std::all_of(a.port.begin(), a.port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  if (a.port.size() > 5 || std::stoul(a.port) > 65535) return std::nullopt;
+  return a;
+}
+
+std::shared_ptr<asio::ssl::context> make_tls_context(const tls_settings& t) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  boost::system::error_code ec;
+  if (!t.ca_file.empty() && ctx->load_verify_file(t.ca_file, ec)) {
+    throw std::invalid_argument("--broker-ca-file " + t.ca_file + ": " + ec.message());
+  }
+  if (!t.ca_dir.empty() && ctx->add_verify_path(t.ca_dir, ec)) {
+    throw std::invalid_argument("--broker-ca-dir " + t.ca_dir + ": " + ec.message());
+  }
+  if (t.ca_file.empty() && t.ca_dir.empty()) ctx->set_default_verify_paths(ec);
+  if (!t.key_password.empty()) {
+    ctx->set_password_callback(
+        [pw = t.key_password](std::size_t, asio::ssl::context::password_purpose) { return pw; });
+  }
+  if (!t.cert_file.empty() && ctx->use_certificate_chain_file(t.cert_file, ec)) {
+    throw std::invalid_argument("--broker-cert-file " + t.cert_file + ": " + ec.message());
+  }
+  if (!t.key_file.empty() && ctx->use_private_key_file(t.key_file, asio::ssl::context::pem, ec)) {
+    throw std::invalid_argument("--broker-key-file " + t.key_file + ": " + ec.message());
+  }
+  ctx->set_verify_mode(t.insecure ? asio::ssl::verify_none : asio::ssl::verify_peer);
+  return ctx;
+}
+
+mqtt_connection::mqtt_connection(asio::io_context& io, broker_address address,
+                                 std::shared_ptr<asio::ssl::context> tls, bool tls_insecure,
+                                 m::connect_packet connect,
+                                 std::chrono::milliseconds connect_timeout, listener* l)
+    : io_(io),
+      address_(std::move(address)),
+      tls_ctx_(std::move(tls)),
+      tls_insecure_(tls_insecure),
+      connect_(std::move(connect)),
+      connect_timeout_(connect_timeout),
+      listener_(l),
+      resolver_(io),
+      connect_timer_(io),
+      keep_alive_timer_(io) {
+  if (address_.tls && tls_ctx_) {
+    tls_.emplace(io, *tls_ctx_);
+  } else {
+    plain_.emplace(io);
+  }
+}
+
+mqtt_connection::tcp::socket& mqtt_connection::socket() {
+  return tls_ ? tls_->next_layer() : *plain_;
+}
+
+void mqtt_connection::open() {
+  if (state_ != state::idle) return;
+  state_ = state::connecting;
+  connect_timer_.expires_after(connect_timeout_);
+  connect_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->state_ == state::open || self->state_ >= state::draining) return;
+    self->fail("no CONNACK within " + std::to_string(self->connect_timeout_.count()) + " ms");
+  });
+  // An IP address needs no resolver (Asio resolves names on a thread of its own).
+  boost::system::error_code not_ip;
+  const auto ip = asio::ip::make_address(address_.host, not_ip);
+  if (!not_ip) {
+    const tcp::endpoint endpoint(ip, static_cast<unsigned short>(std::stoul(address_.port)));
+    socket().async_connect(
+        endpoint,
+        [self = shared_from_this()](const boost::system::error_code& e) { self->on_connected(e); });
+    return;
+  }
+  resolver_.async_resolve(address_.host, address_.port,
+                          [self = shared_from_this()](const boost::system::error_code& ec,
+                                                      const tcp::resolver::results_type& r) {
+                            self->on_resolved(ec, r);
+                          });
+}
+
+void mqtt_connection::on_resolved(const boost::system::error_code& ec,
+                                  const tcp::resolver::results_type& results) {
+  if (state_ != state::connecting) return;
+  if (ec) return fail("cannot resolve " + address_.host + ": " + ec.message());
+  asio::async_connect(socket(), results,
+                      [self = shared_from_this()](const boost::system::error_code& e,
+                                                  const tcp::endpoint&) { self->on_connected(e); });
+}
+
+void mqtt_connection::on_connected(const boost::system::error_code& ec) {
+  if (state_ != state::connecting) return;
+  if (ec) return fail(ec.message());
+  boost::system::error_code ignored;
+  socket().set_option(tcp::no_delay(true), ignored);
+  if (!tls_) return send_connect();
+  SSL* ssl = tls_->native_handle();
+  // SNI; SSL_set_tlsext_host_name() is a macro with a C cast: call what it expands to.
+  SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+           const_cast<char*>(address_.host.c_str()));
+  if (!tls_insecure_) {
+    // The broker's name (or IP address) must be in its certificate: checked by OpenSSL during the
+    // handshake, as the TLS probe does.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, address_.host.c_str()) != 1) {
+      X509_VERIFY_PARAM_set1_host(param, address_.host.c_str(), 0);
+    }
+  }
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        [self = shared_from_this()](const boost::system::error_code& e) {
+                          if (self->state_ != state::connecting) return;
+                          if (e) {
+                            std::string verify;
+                            const long result = SSL_get_verify_result(self->tls_->native_handle());
+                            if (result != X509_V_OK) verify = X509_verify_cert_error_string(result);
+                            return self->fail("TLS handshake failed: " + e.message(), verify);
+                          }
+                          self->send_connect();
+                        });
+}
+
+void mqtt_connection::send_connect() {
+  state_ = state::awaiting_connack;
+  m::encode(connect_, out_);
+  out_packets_ += 1;
+  connect_.password.reset();  // no copy of the secret kept longer than needed
+  start_write();
+  start_read();
+}
+
+void mqtt_connection::start_read() {
+  if (in_.size() - in_end_ < read_chunk / 4) {
+    // Make room: drop what was consumed, then grow if a packet needs more.
+    if (in_start_ > 0) {
+      std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_),
+                in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
+      in_end_ -= in_start_;
+      in_start_ = 0;
+    }
+    if (in_.size() - in_end_ < read_chunk / 4) in_.resize(in_end_ + read_chunk);
+  }
+  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+    self->on_read(ec, n);
+  };
+  auto buffer = asio::buffer(in_.data() + in_end_, in_.size() - in_end_);
+  if (tls_) {
+    tls_->async_read_some(buffer, std::move(handler));
+  } else {
+    plain_->async_read_some(buffer, std::move(handler));
+  }
+}
+
+void mqtt_connection::on_read(const boost::system::error_code& ec, std::size_t n) {
+  if (state_ == state::closed || state_ == state::draining) return;
+  if (ec) return fail(ec == asio::error::eof ? std::string("closed by the broker") : ec.message());
+  in_end_ += n;
+  if (!handle_packets()) return;
+  if (in_start_ == in_end_) {
+    in_start_ = in_end_ = 0;
+    if (in_.size() > 4 * read_chunk) {  // after a large packet: give the memory back
+      in_.resize(read_chunk);
+      in_.shrink_to_fit();
+    }
+  }
+  start_read();
+}
+
+bool mqtt_connection::handle_packets() {
+  while (in_start_ < in_end_) {
+    const std::span<const std::uint8_t> stream(in_.data() + in_start_, in_end_ - in_start_);
+    const auto peeked = m::peek_frame(stream);
+    if (std::holds_alternative<m::decode_error>(peeked)) {
+      fail("malformed packet from the broker (bad remaining length)");
+      return false;
+    }
+    const auto& info = std::get<std::optional<m::frame_info>>(peeked);
+    if (!info) return true;
+    if (info->size() > max_inbound_packet) {
+      fail("a packet of " + std::to_string(info->size()) + " bytes from the broker (limit " +
+           std::to_string(max_inbound_packet) + ")");
+      return false;
+    }
+    if (info->size() > stream.size()) {
+      if (in_.size() - in_start_ < info->size()) {  // make the whole packet fit
+        std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_),
+                  in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
+        in_end_ -= in_start_;
+        in_start_ = 0;
+        if (in_.size() < info->size() + read_chunk / 4) in_.resize(info->size() + read_chunk / 4);
+      }
+      return true;
+    }
+    auto decoded = m::decode(stream.first(info->size()));
+    in_start_ += info->size();
+    if (auto* e = std::get_if<m::decode_error>(&decoded)) {
+      fail(std::string("malformed packet from the broker (") + m::to_string(*e) + ")");
+      return false;
+    }
+    auto& p = std::get<m::packet>(decoded);
+    if (state_ == state::awaiting_connack) {
+      const auto* ack = std::get_if<m::connack_packet>(&p);
+      if (ack == nullptr) {
+        fail("the broker sent something else than a CONNACK first");
+        return false;
+      }
+      connect_timer_.cancel();
+      if (ack->return_code != 0) {
+        auto* l = listener_;
+        shut();
+        if (l) l->on_refused(ack->return_code);
+        return false;
+      }
+      state_ = state::open;
+      arm_keep_alive();
+      if (listener_) listener_->on_open(ack->session_present);
+      if (state_ != state::open) return false;
+      continue;
+    }
+    if (std::holds_alternative<m::pingresp_packet>(p)) {
+      ping_outstanding_ = false;
+      continue;
+    }
+    if (listener_) listener_->on_packet(std::move(p));
+    if (state_ != state::open) return false;
+  }
+  return true;
+}
+
+void mqtt_connection::flush() {
+  if (writing_ || flush_posted_ || out_.empty() || state_ == state::closed) return;
+  flush_posted_ = true;
+  asio::post(io_, [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (!self->writing_) self->start_write();
+  });
+}
+
+void mqtt_connection::start_write() {
+  if (out_.empty() || state_ == state::closed || state_ == state::idle ||
+      state_ == state::connecting)
+    return;
+  std::swap(out_, writing_buf_);
+  out_.clear();
+  writing_packets_ = out_packets_;
+  out_packets_ = 0;
+  writing_ = true;
+  auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+    self->on_written(ec);
+  };
+  if (tls_) {
+    asio::async_write(*tls_, asio::buffer(writing_buf_), std::move(handler));
+  } else {
+    asio::async_write(*plain_, asio::buffer(writing_buf_), std::move(handler));
+  }
+}
+
+void mqtt_connection::on_written(const boost::system::error_code& ec) {
+  writing_ = false;
+  writing_packets_ = 0;
+  writing_buf_.clear();
+  if (state_ == state::closed) return;
+  if (ec) return fail(ec.message());
+  if (!out_.empty()) return start_write();
+  if (state_ == state::draining) shut();
+}
+
+void mqtt_connection::arm_keep_alive() {
+  if (connect_.keep_alive == 0) return;
+  keep_alive_timer_.expires_after(std::chrono::seconds(connect_.keep_alive));
+  keep_alive_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->state_ != state::open) return;
+    if (self->ping_outstanding_) {
+      return self->fail("no PINGRESP within " + std::to_string(self->connect_.keep_alive) + " s");
+    }
+    self->ping_outstanding_ = true;
+    m::encode(m::pingreq_packet{}, self->out_);
+    self->note_queued();
+    self->flush();
+    self->arm_keep_alive();
+  });
+}
+
+void mqtt_connection::fail(const std::string& reason, const std::string& tls_verify) {
+  if (state_ == state::closed) return;
+  const bool was_open = state_ == state::open;
+  auto* l = listener_;
+  shut();
+  if (l) l->on_closed(reason, was_open, tls_verify);
+}
+
+void mqtt_connection::shut() {
+  state_ = state::closed;
+  listener_ = nullptr;
+  boost::system::error_code ignored;
+  resolver_.cancel();
+  connect_timer_.cancel();
+  keep_alive_timer_.cancel();
+  socket().shutdown(tcp::socket::shutdown_both, ignored);
+  socket().close(ignored);
+}
+
+void mqtt_connection::detach() {
+  listener_ = nullptr;
+  shut();
+}
+
+void mqtt_connection::close_gracefully() {
+  listener_ = nullptr;
+  if (state_ != state::open) return shut();
+  state_ = state::draining;
+  keep_alive_timer_.cancel();
+  m::encode(m::disconnect_packet{}, out_);
+  note_queued();
+  if (!writing_) start_write();
+}
+
+}  // namespace gateway

@@ -1,0 +1,146 @@
+// The gateway-level broker connection on the gateway's own MQTT 3.1.1 client (mqtt_connection),
+// in the gateway's io_context: no thread, no lock, no hop between threads per message. A drop-in
+// for what aggregating_upstream used paho_upstream for, with the contract of paho_upstream.hpp
+// for the gateway-level connection (client id `gateway_connection`, i.e. ""):
+//   - start(): connects with paho_settings::gateway_client_id, gateway_clean_session,
+//     gateway_keep_alive, will "offline" (QoS 1, retained) on the status topic and the login;
+//     publishes a retained "online" on every (re)connect; keeps the connection up forever with
+//     backoff (reconnect_min doubling to reconnect_max, each delay +-reconnect_jitter). Every
+//     (re)connect is reported as upstream_connected{session_present}, every loss as upstream_lost;
+//     a CONNACK refusal is logged with the broker's reason and retried at reconnect_max pace.
+//   - publish ref 0: fire and forget (QoS 0, or a will at its own QoS); dropped and counted while
+//     the connection is down or when more than max_queued_publishes packets wait to be written.
+//     With a ref, the broker's PUBACK/PUBCOMP becomes upstream_published{ref}; subscribe ->
+//     upstream_subscribed{ref, granted or nullopt for 0x80}; unsubscribe -> upstream_unsubscribed.
+//   - Requests with a ref are kept (in arrival order) until answered, also while the connection is
+//     down. Reconnect with session_present: QoS 1/2 PUBLISHes that were sent go again with DUP and
+//     the same packet id, PUBRELs for those the broker had PUBRECed, SUBSCRIBE/UNSUBSCRIBE again,
+//     then what was never sent. Without session_present: all of them are dropped (the session, or
+//     aggregating_upstream, resends what it still holds).
+//   - Broker messages: QoS 1 answered PUBACK; QoS 2 delivered once, its id remembered until the
+//     PUBREL, answered PUBREC/PUBCOMP; a DUP copy of an id still remembered is not delivered again.
+//   - Per-client connections (transparent mode) are not implemented: connect() of a client id is
+//     refused (upstream_refused); transparent mode keeps paho_upstream.
+//   - Events reach the handler on the io thread, never from inside an intent call (posted).
+//   - Logs: info when the broker goes down / comes back (one line each per outage), refusals with
+//     the broker's reason, TLS certificate failures in OpenSSL's words; debug for the rest.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "gateway/broker_settings.hpp"
+#include "gateway/mqtt_client.hpp"
+#include "gateway/upstream.hpp"
+
+namespace gateway {
+
+class native_upstream final : public upstream, private mqtt_connection::listener {
+ public:
+  // `io` must outlive this object. Throws std::invalid_argument for a broker URI it cannot use,
+  // a bad status topic, or TLS files that cannot be loaded.
+  native_upstream(boost::asio::io_context& io, paho_settings settings);
+  // Calls stop(disconnect_timeout) if stop() was not called.
+  ~native_upstream() override;
+  native_upstream(const native_upstream&) = delete;
+  native_upstream& operator=(const native_upstream&) = delete;
+
+  void start(event_handler on_event) override;
+  // After the io_context has stopped running: runs it (at most `timeout`) for a retained
+  // "offline" on the status topic and its PUBACK, then DISCONNECT. No event after this. Idempotent.
+  void stop(std::chrono::milliseconds timeout) override;
+
+  void connect(const std::string& client_id, const mqttsn::upstream_connect& c) override;
+  void publish(const std::string& client_id, const mqttsn::upstream_publish& p) override;
+  void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) override;
+  void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) override;
+  void disconnect(const std::string& client_id) override;
+
+  const paho_stats& stats() const noexcept { return stats_; }
+  std::string counters() const override { return to_counters(stats_); }
+  const paho_settings& settings() const noexcept { return settings_; }
+  bool connected(const std::string& client_id) const;
+  // Requests with a ref (or QoS 1/2 without one) not answered yet; broker QoS 2 ids awaiting
+  // PUBREL.
+  std::size_t in_flight() const noexcept { return requests_.size(); }
+  std::size_t inbound_qos2() const noexcept { return inbound_qos2_.size(); }
+
+ private:
+  struct request {
+    enum class kind : std::uint8_t { publish, subscribe, unsubscribe } what = kind::publish;
+    enum class stage : std::uint8_t {
+      unsent,
+      sent,
+      released
+    } at = stage::unsent;   // released: PUBREC seen
+    std::uint32_t ref = 0;  // 0: nobody is told of the answer
+    std::string topic;      // topic name, or the filter
+    mqttsn::bytes payload;
+    std::uint8_t q = 0;
+    bool retain = false;
+    std::uint16_t packet_id = 0;  // 0: none yet
+  };
+  struct anchor {
+    native_upstream* self;
+  };
+
+  // mqtt_connection::listener
+  void on_open(bool session_present) override;
+  void on_refused(std::uint8_t code) override;
+  void on_packet(mqttsn::mqtt311::packet&& p) override;
+  void on_closed(const std::string& reason, bool was_open, const std::string& tls_verify) override;
+
+  void attempt();
+  void schedule_retry();
+  void add_request(request r);
+  bool assign_packet_id(std::uint64_t id, request& r);
+  void write(request& r, bool dup);
+  void send_waiting();
+  void resend_after_reconnect(bool session_present);
+  void publish_status(const char* text);
+  void answer(std::uint16_t packet_id, request::kind what, std::optional<std::uint8_t> granted);
+  void on_publish(mqttsn::mqtt311::publish_packet&& p);
+  void emit(const std::string& client_id, mqttsn::upstream_event event);
+  void post_event(const std::string& client_id, mqttsn::upstream_event event);
+  void note_broker_up();
+  void note_broker_down(const std::string& why);
+  bool up() const noexcept { return conn_ && conn_->open_now(); }
+
+  boost::asio::io_context& io_;
+  paho_settings settings_;
+  broker_address address_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+  event_handler on_event_;
+  std::shared_ptr<mqtt_connection> conn_;
+  boost::asio::steady_timer retry_timer_;
+  std::chrono::milliseconds backoff_;
+  bool started_ = false;
+  bool established_ = false;  // connected at least once
+  bool stopped_ = false;
+  std::map<std::uint64_t, request> requests_;  // by arrival
+  std::uint64_t next_request_ = 1;
+  std::unordered_map<std::uint16_t, std::uint64_t> by_packet_id_;
+  std::deque<std::uint64_t> waiting_;  // connected, but no packet id was free
+  std::uint16_t last_packet_id_ = 0;
+  std::unordered_set<std::uint16_t> inbound_qos2_;  // broker QoS 2 ids delivered, PUBREL not seen
+  std::uint16_t offline_packet_id_ = 0;             // stop(): the "offline" publish
+  bool offline_acked_ = false;
+  enum class broker_state : std::uint8_t { unknown, up, down } broker_ = broker_state::unknown;
+  std::mt19937 rng_;
+  paho_stats stats_;
+  std::shared_ptr<anchor> anchor_;  // posted handlers hold a weak_ptr to it
+};
+
+}  // namespace gateway
