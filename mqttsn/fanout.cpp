@@ -65,12 +65,13 @@ void fanout::subscribed(std::string_view filter, std::optional<qos> granted) {
     records_.erase(it);  // refused: no copies
     return;
   }
-  it->answered = ++last_answer_;
+  const auto now = ++last_answer_;
+  it->answered = now;
   it->granted = from_level(level(*granted));
   // The broker sends QoS 0 copies right after their SUBACK, never later: an answered record
   // granted QoS 0 is complete once a later SUBACK arrives.
-  std::erase_if(records_, [&](const record& r) {
-    return r.answered != 0 && r.answered < it->answered && r.granted == qos::at_most_once;
+  std::erase_if(records_, [now](const record& r) {
+    return r.answered != 0 && r.answered < now && r.granted == qos::at_most_once;
   });
 }
 
@@ -154,8 +155,8 @@ std::vector<fanout::delivery> fanout::route_retained(std::string_view topic, qos
     if (chosen == records_.end() || it->answered > chosen->answered) chosen = it;
   }
   if (chosen == records_.end()) {
-    // None answered: a broker that sends retained copies before the SUBACK (MQTT 3.1.1 §3.8.4
-    // allows it). The oldest SUBSCRIBE in flight is the one being answered.
+    // None answered: a broker that sends retained copies before the SUBACK (Mosquitto does not).
+    // The oldest SUBSCRIBE in flight is the one being answered.
     chosen = std::find_if(records_.begin(), records_.end(), candidate);
     if (chosen == records_.end()) return {};
   }
