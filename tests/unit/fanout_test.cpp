@@ -353,6 +353,20 @@ TEST(FanoutRestore, two_restored_holders_of_one_filter_both_get_the_copy) {
   EXPECT_TRUE(t.route("cfg/x", q1, true).empty());
 }
 
+TEST(FanoutRestore, two_subscribes_in_flight_resent_after_a_restore_give_one_copy_each) {
+  // a and b SUBSCRIBEd f, the connection dropped before the SUBACKs and the broker lost the
+  // session: the runtime resends both SUBSCRIBEs; the restore's one record of f holds both.
+  fanout t;
+  t.subscribe("a", "f", q1);
+  t.subscribe("b", "f", q1);
+  EXPECT_EQ(t.restore(), (std::vector<fq>{{"f", q1}}));
+  EXPECT_EQ(t.open_subscribes(), 1U);
+  t.subscribed("f", q1);
+  t.subscribed("f", q1);  // nothing left to answer: ignored
+  EXPECT_EQ(t.route("f", q1, true), (std::vector<d>{{"a", q1}, {"b", q1}}));
+  EXPECT_TRUE(t.route("f", q1, true).empty());  // the second SUBSCRIBE's copy: both have it
+}
+
 TEST(FanoutHold, restored_holders_get_messages_without_a_subscribe_nor_retained_copies) {
   fanout t;
   t.hold("a", "s/#", q1);
