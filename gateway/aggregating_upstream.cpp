@@ -300,6 +300,8 @@ void aggregating_upstream::on_subscribed(const mqttsn::upstream_subscribed& s) {
   if (it == requests_.end()) return;
   auto r = std::move(it->second);
   requests_.erase(it);
+  // The retained copies that follow answer this SUBSCRIBE (mqttsn/fanout.hpp).
+  if (r.what == request::kind::restore || r.what == request::kind::subscribe) table_.subscribed(r.filter, s.granted);
   if (r.what == request::kind::restore) {
     if (!s.granted) spdlog::warn("upstream: the broker refused to restore the subscription '{}'", r.filter);
     return;

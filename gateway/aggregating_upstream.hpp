@@ -15,7 +15,8 @@
 //     PUBACK/PUBCOMP goes back as upstream_published{ref} to that client. Ref 0 (QoS 0, wills,
 //     QoS -1): fire and forget.
 //   - subscribe(): through the table (one upstream subscription per filter, at the highest QoS
-//     asked; a new subscriber re-SUBSCRIBEs so it gets the retained messages); answered
+//     asked; a new subscriber re-SUBSCRIBEs so it gets the retained messages, which the SUBACK
+//     attributes to that SUBSCRIBE: fanout::subscribed()); answered
 //     upstream_subscribed{ref, min(requested, granted upstream)} or nullopt when the broker refuses.
 //   - unsubscribe(): UNSUBSCRIBE upstream when the client was the filter's last holder (answered
 //     after the broker's UNSUBACK), otherwise answered at once (posted).

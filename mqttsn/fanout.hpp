@@ -13,17 +13,37 @@
 //   - A filter is UNSUBSCRIBEd upstream when its last holder leaves.
 //   - route(): a message without RETAIN goes to every holder of a matching filter (MQTT 3.1.1 §4.7
 //     matching, $-topics included) once, at min(message QoS, the highest QoS the client holds among
-//     the matching filters). A message with RETAIN=1 is a retained copy sent because of a
-//     SUBSCRIBE: it goes only to the clients of the most recent SUBSCRIBE (subscribe() or
-//     restore()) among the matching filters that still hold that filter.
-//   - hold(): a holder the broker already knows of (restored at startup): no SUBSCRIBE, not
-//     among the clients of the most recent SUBSCRIBE.
-//   - restore(): every filter at its holders' maximum QoS, for a broker that lost the session; the
-//     retained copies that follow go to all holders (each would have re-subscribed on its own).
+//     the matching filters).
+//   - Retained copies (RETAIN=1: MQTT 3.1.1 sends them only in answer to a SUBSCRIBE, §3.3.1.3)
+//     are attributed to the SUBSCRIBE they answer. Every SUBSCRIBE sent (subscribe(), restore())
+//     is a record: its filter, its clients (the subscriber; all holders for a restore), the topics
+//     it was already given. subscribed() tells the table the broker's SUBACK arrived (SUBACKs come
+//     in the order the SUBSCRIBEs were sent). Mosquitto sends a SUBSCRIBE's SUBACK first, then its
+//     retained copies; the copies beyond its in-flight window (QoS 1/2, 20 by default) only as
+//     earlier ones are acknowledged, i.e. possibly after the SUBACKs of later SUBSCRIBEs, but in
+//     order (docs/protocol-core.md, "Retained messages in aggregating mode"). So a copy on topic T
+//     goes to the most recently answered record whose filter matches T and that was not given T
+//     yet (none answered: the oldest unanswered one, for brokers that send before the SUBACK);
+//     it reaches those of the record's clients that still hold a matching filter, at their QoS.
+//     A record gives each topic once: one client never gets two copies of one retained message
+//     from one SUBSCRIBE; a new subscriber is never deprived by an older SUBSCRIBE still in
+//     flight; an older holder that did not SUBSCRIBE again gets nothing.
+//     Most recently answered first, not oldest first: an older SUBSCRIBE may have found no
+//     message on T (published later: its holders got it live), and its empty slot must not take
+//     a newer subscriber's copy; a copy deferred past a later SUBACK then fills the later record
+//     and that record's own copy the older one (one copy each).
+//   - A record is closed when the broker can send it no more copies: refused; granted QoS 0 and a
+//     later SUBACK arrived (Mosquitto never defers QoS 0 copies); restore(). A QoS 1/2 record
+//     stays open (its copies may be deferred); a bound closes the oldest when more than
+//     filter_count() + 4096 are open.
+//   - hold(): a holder the broker already knows of (restored at startup): no SUBSCRIBE, no record.
+//   - restore(): every filter at its holders' maximum QoS, for a broker that lost the session;
+//     one record per filter with all its holders (each would have re-subscribed on its own).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <optional>
 #include <set>
@@ -62,11 +82,18 @@ class fanout {
   // UNSUBSCRIBE upstream.
   std::vector<std::string> remove_client(std::string_view client);
 
-  // Who gets a message from the broker, sorted by client id.
-  std::vector<delivery> route(std::string_view topic, qos q, bool retain) const;
+  // The broker answered the oldest SUBSCRIBE of `filter` not answered yet: `granted` QoS, nullopt
+  // when it refused. Call it for every SUBACK of a SUBSCRIBE that subscribe() or restore() asked
+  // for, in arrival order, also for requests whose client left.
+  void subscribed(std::string_view filter, std::optional<qos> granted);
+
+  // Who gets a message from the broker, sorted by client id. A retained copy is attributed to the
+  // SUBSCRIBE it answers (see the rules above), hence not const.
+  std::vector<delivery> route(std::string_view topic, qos q, bool retain);
 
   // Every filter with its holders' highest QoS (sorted by filter), to SUBSCRIBE again after the
-  // broker lost the session. Marks each as freshly subscribed by all its holders.
+  // broker lost the session. Closes every record (the broker lost what it had queued for them) and
+  // opens one per filter with all its holders, in the order of the list.
   std::vector<filter_qos> restore();
 
   bool holds(std::string_view client) const;
@@ -76,22 +103,35 @@ class fanout {
   std::optional<qos> upstream_qos(std::string_view filter) const;
   std::size_t filter_count() const noexcept { return filters_.size(); }
   std::size_t client_count() const noexcept { return by_client_.size(); }
+  // SUBSCRIBEs that may still be answered with retained copies (records not closed).
+  std::size_t open_subscribes() const noexcept { return records_.size(); }
 
  private:
   struct entry {
     std::map<std::string, qos, std::less<>> holders;
-    std::set<std::string, std::less<>> latest;  // clients of the most recent SUBSCRIBE
-    std::uint64_t seq = 0;                      // when that SUBSCRIBE was sent
     qos upstream = qos::at_most_once;
+  };
+  // One SUBSCRIBE sent upstream that may still be answered with retained copies.
+  struct record {
+    std::string filter;
+    std::set<std::string, std::less<>> clients;  // who its copies are for
+    std::set<std::string, std::less<>> given;    // topics it was given a copy of
+    std::uint64_t answered = 0;                  // SUBACK arrival order; 0: not answered yet
+    qos granted = qos::at_most_once;
   };
   static qos highest(const entry& e);
   entry& add_holder(std::string_view client, std::string_view filter, qos q);
   void erase(std::map<std::string, entry, std::less<>>::iterator it);
+  void add_record(std::string_view filter, std::set<std::string, std::less<>> clients);
+  void forget_in_records(std::string_view client, std::string_view filter);
+  std::vector<delivery> route_retained(std::string_view topic, qos q);
 
   std::map<std::string, entry, std::less<>> filters_;
   std::set<std::string, std::less<>> wildcards_;  // the filters with '+' or '#': matched one by one
   std::map<std::string, std::set<std::string, std::less<>>, std::less<>> by_client_;
-  std::uint64_t next_seq_ = 1;
+  static constexpr std::size_t max_extra_records = 4096;
+  std::list<record> records_;  // in the order the SUBSCRIBEs were sent
+  std::uint64_t last_answer_ = 0;
 };
 
 }  // namespace mqttsn

@@ -550,6 +550,42 @@ TEST_P(GatewayAggregating, a_new_subscriber_gets_the_retained_message_the_others
   EXPECT_FALSE(mb->retain);
 }
 
+// Two sensors SUBSCRIBE the same filter at once: the gateway sends both SUBSCRIBEs upstream
+// before the broker answers the first, and each SUBSCRIBE's retained copy goes to its own sensor
+// (once each; before the fix, fanout::route() gave both copies to the newer SUBSCRIBE's sensor).
+TEST_P(GatewayAggregating, two_sensors_subscribing_together_each_get_the_retained_message_once) {
+  ASSERT_TRUE(observer->publish("agg2/state", "on", 1, true));
+  auto a = sensor("together-a");
+  auto b = sensor("together-b");
+  ASSERT_EQ(a.connect(), mqttsn::return_code::accepted);
+  ASSERT_EQ(b.connect(), mqttsn::return_code::accepted);
+  // Both SUBSCRIBEs on the wire before either SUBACK (send_raw does not wait).
+  auto subscribe_frame = [](mqttsn::msg_id mid) {
+    mqttsn::subscribe s{false, qos::at_least_once, mqttsn::topic_id_type::normal, mid, {}, 0};
+    s.topic_name = "agg2/+";
+    return mqttsn::encode(s);
+  };
+  a.send_raw(subscribe_frame(101));
+  b.send_raw(subscribe_frame(102));
+  for (auto* c : {&a, &b}) {
+    auto m = c->receive(5s);
+    ASSERT_TRUE(m) << c->client_id() << "\n" << gateway->log();
+    EXPECT_EQ(m->topic, "agg2/state");
+    EXPECT_EQ(text(m->payload), "on");
+    EXPECT_TRUE(m->retain);
+  }
+  EXPECT_FALSE(a.receive(1s)) << gateway->log();
+  EXPECT_FALSE(b.receive(1s)) << gateway->log();
+  // Both subscriptions work: a live message reaches both.
+  ASSERT_TRUE(observer->publish("agg2/state", "off", 1));
+  for (auto* c : {&a, &b}) {
+    auto m = c->receive(5s);
+    ASSERT_TRUE(m) << c->client_id();
+    EXPECT_EQ(text(m->payload), "off");
+    EXPECT_FALSE(m->retain);
+  }
+}
+
 TEST_P(GatewayAggregating, each_client_receives_at_its_own_granted_qos) {
   auto low = sensor("q-low");
   auto high = sensor("q-high");

@@ -359,6 +359,42 @@ TEST_F(PersistenceRestart, aggregating_mode_sends_no_retained_message_twice_acro
   EXPECT_EQ(after.find("Received SUBSCRIBE"), std::string::npos) << after;
 }
 
+// Two sensors restored from the store hold one filter, and the broker lost the shared session
+// (restarted without persistence): the restore SUBSCRIBEs the filter once and its retained copy
+// reaches both, once each (the fan-out's record for that SUBSCRIBE holds both).
+TEST_F(PersistenceRestart, aggregating_mode_restore_gives_each_restored_holder_the_retained_message_once) {
+  ASSERT_TRUE(observer->publish("down/cfg/mode", "v1", 1, true));
+  auto gw = start_gateway("1", "aggregating");
+  auto a = sensor("cfg-a");
+  auto b = sensor("cfg-b");
+  for (auto* c : {&a, &b}) {
+    ASSERT_EQ(c->connect(false), mqttsn::return_code::accepted);
+    ASSERT_EQ(c->subscribe(topic_name{"down/cfg/#"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+    auto first = c->receive(5s);
+    ASSERT_TRUE(first) << c->client_id() << "\n" << gw->log();
+    EXPECT_EQ(text(first->payload), "v1");
+    c->sleep(600);
+  }
+  EXPECT_EQ(gw->stop(), 0);
+  // The broker forgets the shared session and the retained message; a new one is retained.
+  observer.reset();
+  broker->stop();
+  broker->start();
+  observer = std::make_unique<mqtt_test_client>(*broker);
+  ASSERT_TRUE(observer->publish("down/cfg/mode", "v2", 1, true));
+  gw = start_gateway("1", "aggregating");
+  ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") >= 2U; }, 10s)) << gw->log();
+  EXPECT_TRUE(gw->log_contains("the broker had lost the shared session")) << gw->log();
+  for (auto* c : {&a, &b}) {
+    std::vector<std::string> got;
+    for (const auto& m : c->wake(15s)) {
+      got.push_back(text(m.payload));
+      EXPECT_TRUE(m.retain);
+    }
+    EXPECT_EQ(got, (std::vector<std::string>{"v2"})) << c->client_id() << "\n" << gw->log();
+  }
+}
+
 // A QoS 2 PUBLISH to a sleeping sensor whose PUBREC never reached the gateway (lost on the link,
 // or the gateway stopped first) is, after a restart, resent with DUP and the same msg id, so a
 // spec-conforming sensor (it keeps the ids it answered PUBREC until their PUBREL) delivers it once.
