@@ -15,9 +15,15 @@ qos from_level(int l) noexcept { return static_cast<qos>(std::clamp(l, 0, 2)); }
 }  // namespace
 
 qos fanout::highest(const entry& e) {
-  int best = 0;
-  for (const auto& [client, q] : e.holders) best = std::max(best, level(q));
-  return from_level(best);
+  for (int l = 2; l > 0; --l) {
+    if (e.at_level[static_cast<std::size_t>(l)] > 0) return from_level(l);
+  }
+  return qos::at_most_once;
+}
+
+void fanout::drop_holder(entry& e, std::map<std::string, qos, std::less<>>::iterator h) {
+  --e.at_level[static_cast<std::size_t>(level(h->second))];
+  e.holders.erase(h);
 }
 
 fanout::entry& fanout::add_holder(std::string_view client, std::string_view filter, qos q) {
@@ -29,10 +35,12 @@ fanout::entry& fanout::add_holder(std::string_view client, std::string_view filt
   entry& e = it->second;
   const qos granted = from_level(level(q));
   if (auto h = e.holders.find(client); h != e.holders.end()) {
+    --e.at_level[static_cast<std::size_t>(level(h->second))];
     h->second = granted;
   } else {
     e.holders.emplace(std::string(client), granted);
   }
+  ++e.at_level[static_cast<std::size_t>(level(granted))];
   auto c = by_client_.find(client);
   if (c == by_client_.end()) c = by_client_.emplace(std::string(client), std::set<std::string, std::less<>>{}).first;
   c->second.emplace(filter);
@@ -88,7 +96,7 @@ bool fanout::unsubscribe(std::string_view client, std::string_view filter) {
   entry& e = it->second;
   auto h = e.holders.find(client);
   if (h == e.holders.end()) return false;
-  e.holders.erase(h);
+  drop_holder(e, h);
   forget_in_records(client, filter);
   if (auto c = by_client_.find(client); c != by_client_.end()) {
     if (auto f = c->second.find(filter); f != c->second.end()) c->second.erase(f);
@@ -110,7 +118,7 @@ std::vector<std::string> fanout::remove_client(std::string_view client) {
     auto it = filters_.find(f);
     if (it == filters_.end()) continue;
     entry& e = it->second;
-    if (auto h = e.holders.find(client); h != e.holders.end()) e.holders.erase(h);
+    if (auto h = e.holders.find(client); h != e.holders.end()) drop_holder(e, h);
     if (e.holders.empty()) {
       erase(it);
       gone.push_back(f);

@@ -41,6 +41,7 @@
 //     one record per filter with all its holders (each would have re-subscribed on its own).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <list>
@@ -109,6 +110,9 @@ class fanout {
  private:
   struct entry {
     std::map<std::string, qos, std::less<>> holders;
+    // Holders per granted QoS level (0..2): the highest QoS is read here, not by walking every
+    // holder (a filter thousands of sensors share made each subscribe and restore O(holders)).
+    std::array<std::size_t, 3> at_level{};
     qos upstream = qos::at_most_once;
   };
   // One SUBSCRIBE sent upstream that may still be answered with retained copies.
@@ -120,6 +124,7 @@ class fanout {
     qos granted = qos::at_most_once;
   };
   static qos highest(const entry& e);
+  static void drop_holder(entry& e, std::map<std::string, qos, std::less<>>::iterator h);
   entry& add_holder(std::string_view client, std::string_view filter, qos q);
   void erase(std::map<std::string, entry, std::less<>>::iterator it);
   void add_record(std::string_view filter, std::set<std::string, std::less<>> clients);

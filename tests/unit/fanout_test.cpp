@@ -50,6 +50,24 @@ TEST(FanoutSubscribe, subscribing_again_replaces_the_clients_qos) {
   EXPECT_EQ(t.filters_of("a"), std::vector<std::string>{"f"});
 }
 
+// The highest QoS is kept as a count of holders per level: every way a holder changes or leaves
+// (subscribing again lower, unsubscribe, remove_client) must leave the counts right.
+TEST(FanoutSubscribe, highest_qos_follows_holders_changing_and_leaving) {
+  fanout t;
+  t.subscribe("a", "f", q2);
+  t.subscribe("b", "f", q1);
+  t.subscribe("c", "f", q0);
+  EXPECT_EQ(t.subscribe("a", "f", q0), q1);  // a lowered its QoS: b's 1 is the highest left
+  EXPECT_EQ(t.subscribe("a", "f", q2), q2);
+  t.remove_client("a");
+  EXPECT_EQ(t.subscribe("d", "f", q0), q1);
+  EXPECT_FALSE(t.unsubscribe("b", "f"));
+  EXPECT_EQ(t.subscribe("d", "f", q0), q0);
+  t.hold("e", "f", q2);
+  EXPECT_EQ(t.upstream_qos("f"), q2);
+  EXPECT_EQ(t.restore(), (std::vector<fq>{{"f", q2}}));
+}
+
 TEST(FanoutSubscribe, qos_minus_one_is_held_as_qos_0) {
   fanout t;
   EXPECT_EQ(t.subscribe("a", "f", qos::minus_one), q0);
