@@ -229,7 +229,9 @@ void gateway::arm_session_timer() {
 
 // Sessions from the store: each is restored as it was (active or asleep) at its last address and
 // asks the broker for its session again (the actions are executed by start(), once the upstream
-// runs); the upstream learns the kept sessions' subscriptions now. What cannot be restored is
+// runs); a kept session that was offline (disconnected or lost) stays so, asking nothing, until its
+// client CONNECTs again. The upstream learns the kept sessions' subscriptions now, so broker
+// messages for an offline one are buffered as before the restart. What cannot be restored is
 // reported once and removed from the store.
 void gateway::restore_sessions() {
   if (store_ == nullptr) return;
@@ -241,7 +243,7 @@ void gateway::restore_sessions() {
     spdlog::error("persistence {}: cannot read the sessions: {}; starting without them", store_->path(), e.what());
     return;
   }
-  std::size_t restored = 0, asleep = 0, messages = 0, topics = 0, subscriptions = 0;
+  std::size_t restored = 0, asleep = 0, offline = 0, messages = 0, topics = 0, subscriptions = 0;
   std::vector<session_store::change> dropped;
   for (const auto& id : loaded.damaged) dropped.emplace_back(id, std::nullopt);  // reported below, once
   const auto now = mqttsn::clock::now();
@@ -260,6 +262,7 @@ void gateway::restore_sessions() {
     }
     ++restored;
     asleep += st.snapshot.asleep ? 1 : 0;
+    offline += st.snapshot.offline ? 1 : 0;
     messages += st.snapshot.queue.size();
     topics += st.snapshot.topics.size();
     subscriptions += st.snapshot.subscriptions.size();
@@ -267,9 +270,9 @@ void gateway::restore_sessions() {
   for (const auto& p : loaded.problems) spdlog::warn("persistence {}: {}", store_->path(), p);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   spdlog::info(
-      "persistence {}: restored {} session(s) ({} asleep) with {} buffered message(s), {} topic registration(s), {} "
+      "persistence {}: restored {} session(s) ({} asleep, {} offline) with {} buffered message(s), {} topic registration(s), {} "
       "subscription(s) in {} ms; {} not restorable{}",
-      store_->path(), restored, asleep, messages, topics, subscriptions, ms.count(), loaded.problems.size(),
+      store_->path(), restored, asleep, offline, messages, topics, subscriptions, ms.count(), loaded.problems.size(),
       loaded.problems.empty() ? "" : " (removed from the store)");
   table_.take_changed();  // what was just read needs no writing back
   try {

@@ -12,7 +12,11 @@ namespace gateway {
 namespace {
 
 // 2: queue.mid (the msg id a message was last sent with, so a resend keeps it).
-constexpr int schema_version = 2;
+// 3: sessions.offline (a kept session with no connection: 1 disconnected, 2 lost; 0 connected).
+constexpr int schema_version = 3;
+
+// sessions.offline values.
+constexpr std::int64_t online = 0, offline_disconnected = 1, offline_lost = 2;
 
 // Every table is keyed by the client id; a session's rows are replaced as a whole.
 constexpr const char* schema = R"(
@@ -21,7 +25,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   client_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, asleep INTEGER NOT NULL,
   clean_session INTEGER NOT NULL, keep_alive INTEGER NOT NULL, sleep_duration INTEGER NOT NULL,
   will_topic TEXT, will_payload BLOB, will_qos INTEGER, will_retain INTEGER,
-  next_topic_id INTEGER NOT NULL, releasing INTEGER, last_mid INTEGER NOT NULL);
+  next_topic_id INTEGER NOT NULL, releasing INTEGER, last_mid INTEGER NOT NULL,
+  offline INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS topics (
   client_id TEXT NOT NULL, id INTEGER NOT NULL, name TEXT NOT NULL, knows INTEGER NOT NULL,
   PRIMARY KEY (client_id, id));
@@ -116,12 +121,20 @@ session_store::session_store(const std::string& path) : path_(path) {
     exec(schema);
     statement get(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (get.step()) {
-      const auto found = get.integer(0);
+      auto found = get.integer(0);
       if (found == 1) {
         // Version 1 had no queue.mid: its messages count as never sent (as version 1 resent them).
         exec("BEGIN; ALTER TABLE queue ADD COLUMN mid INTEGER NOT NULL DEFAULT 0; "
              "UPDATE meta SET value = 2 WHERE key = 'schema_version'; COMMIT");
-      } else if (found != schema_version) {
+        found = 2;
+      }
+      if (found == 2) {
+        // Version 2 stored connected sessions only: every one of its rows is online.
+        exec("BEGIN; ALTER TABLE sessions ADD COLUMN offline INTEGER NOT NULL DEFAULT 0; "
+             "UPDATE meta SET value = 3 WHERE key = 'schema_version'; COMMIT");
+        found = 3;
+      }
+      if (found != schema_version) {
         throw std::runtime_error("schema version " + std::to_string(found) + ", this gateway reads " +
                                  std::to_string(schema_version));
       }
@@ -154,13 +167,19 @@ session_store::loaded session_store::load() {
   {
     statement q(db_,
                 "SELECT client_id, endpoint, asleep, clean_session, keep_alive, sleep_duration, will_topic, "
-                "will_payload, will_qos, will_retain, next_topic_id, releasing, last_mid FROM sessions");
+                "will_payload, will_qos, will_retain, next_topic_id, releasing, last_mid, offline FROM sessions");
     while (q.step()) {
       stored st;
       auto& s = st.snapshot;
       s.client_id = q.text(0);
       st.endpoint = q.text(1);
       s.asleep = q.integer(2) != 0;
+      switch (q.integer(13)) {
+        case online: break;
+        case offline_disconnected: s.offline = mqttsn::session_state::disconnected; break;
+        case offline_lost: s.offline = mqttsn::session_state::lost; break;
+        default: bad[s.client_id] = "an invalid offline state"; continue;
+      }
       s.clean_session = q.integer(3) != 0;
       const auto keep_alive = q.integer(4);
       const auto sleep_duration = q.integer(5);
@@ -270,8 +289,8 @@ void session_store::write(const std::vector<change>& changes) {
     statement del_2(db_, "DELETE FROM qos2_received WHERE client_id = ?");
     statement ins_s(db_,
                     "INSERT INTO sessions (client_id, endpoint, asleep, clean_session, keep_alive, sleep_duration, "
-                    "will_topic, will_payload, will_qos, will_retain, next_topic_id, releasing, last_mid) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                    "will_topic, will_payload, will_qos, will_retain, next_topic_id, releasing, last_mid, offline) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     statement ins_t(db_, "INSERT INTO topics (client_id, id, name, knows) VALUES (?, ?, ?, ?)");
     statement ins_sub(db_, "INSERT INTO subscriptions (client_id, seq, filter, qos, type, id) VALUES (?, ?, ?, ?, ?, ?)");
     statement ins_q(db_,
@@ -295,7 +314,11 @@ void session_store::write(const std::vector<change>& changes) {
       } else {
         ins_s.bind_null(12);
       }
-      ins_s.bind(13, s.last_mid).run();
+      ins_s.bind(13, s.last_mid);
+      ins_s.bind(14, !s.offline                                       ? online
+                     : *s.offline == mqttsn::session_state::lost ? offline_lost
+                                                                  : offline_disconnected);
+      ins_s.run();
       for (const auto& t : s.topics) {
         ins_t.bind(1, id).bind(2, t.id).bind(3, t.name).bind(4, static_cast<int>(t.knows)).run();
       }

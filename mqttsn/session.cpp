@@ -964,12 +964,18 @@ void session::note_congestion(const char* what, actions& out) {
 // persistence
 
 std::optional<session_snapshot> session::snapshot() const {
-  if (state_ != session_state::active && state_ != session_state::asleep && state_ != session_state::awake) {
+  const bool offline = state_ == session_state::disconnected || state_ == session_state::lost;
+  if (offline) {
+    // A clean session keeps nothing once offline (it has ended). A kept one stays in the table and
+    // still buffers broker messages for the client: written, as it is kept in memory.
+    if (clean_session_ || ended_) return std::nullopt;
+  } else if (state_ != session_state::active && state_ != session_state::asleep && state_ != session_state::awake) {
     return std::nullopt;
   }
   session_snapshot s;
   s.client_id = client_id_;
-  s.asleep = state_ != session_state::active;
+  if (offline) s.offline = state_;
+  s.asleep = !offline && state_ != session_state::active;
   s.clean_session = clean_session_;
   s.keep_alive = keep_alive_;
   s.sleep_duration = sleep_duration_;
@@ -989,6 +995,10 @@ std::optional<session_snapshot> session::snapshot() const {
 bool session::restore(const session_snapshot& s, time_point now, actions& out) {
   if (s.queue.size() > config_.max_queued || s.subscriptions.size() > config_.max_subscriptions) return false;
   if (s.releasing && (s.queue.empty() || s.queue.front().q != qos::exactly_once)) return false;
+  if (s.offline && (s.clean_session || s.asleep ||
+                    (*s.offline != session_state::disconnected && *s.offline != session_state::lost))) {
+    return false;
+  }
   // Only the front can have been sent, and only at QoS 1/2 (with the id its PUBREL carries).
   for (std::size_t i = 0; i < s.queue.size(); ++i) {
     const auto& m = s.queue[i];
@@ -1011,11 +1021,14 @@ bool session::restore(const session_snapshot& s, time_point now, actions& out) {
     // The client has the message; only the PUBREL/PUBCOMP exchange is left (never deliver twice).
     inflight_ = inflight{inflight::stage::releasing, *s.releasing, 0, topic_id_type::normal, 0, now, encode(pubrel{*s.releasing})};
   }
-  state_ = s.asleep ? session_state::asleep : session_state::active;
+  state_ = s.offline ? *s.offline : s.asleep ? session_state::asleep : session_state::active;
   last_heard_ = now;
   ended_ = false;
   upstream_up_ = false;
   phase_ = connect_phase::broker;
+  // Offline: the broker (transparent mode) or the shared connection (aggregating mode) holds its
+  // subscriptions; the client's next CONNECT asks for its broker session as before the restart.
+  if (s.offline) return true;
   if (inflight_ && state_ == session_state::active) resume_inflight(now, out);
   out.emplace_back(upstream_connect{clean_session_, keep_alive_, will_});
   return true;

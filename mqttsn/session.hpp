@@ -166,7 +166,8 @@ enum class session_state : std::uint8_t {
 const char* to_string(session_state s) noexcept;
 
 // What a session keeps across a gateway restart: written by the persistent store, given back to
-// restore(). Only an active or asleep session has one (an awake one is saved as asleep).
+// restore(). An active or asleep session has one (an awake one is saved as asleep), and so has a
+// kept session (clean session false) with no connection: its broker messages are still buffered.
 struct session_snapshot {
   struct subscription {
     std::string filter;
@@ -187,6 +188,10 @@ struct session_snapshot {
   };
   std::string client_id;
   bool asleep = false;
+  // A kept session with no connection: session_state::disconnected (after a DISCONNECT) or
+  // session_state::lost. Restored in that state, without a broker connection; nullopt: connected
+  // (active, or asleep as `asleep` says).
+  std::optional<session_state> offline;
   bool clean_session = true;
   std::uint16_t keep_alive = 0;
   std::uint16_t sleep_duration = 0;
@@ -220,11 +225,14 @@ class session {
   }
   actions tick(time_point now) { return collect([&](actions& o) { tick(now, o); }); }
 
-  // For the persistent store: nullopt unless active, asleep or awake (awake is saved as asleep).
+  // For the persistent store: nullopt unless active, asleep or awake (awake is saved as asleep),
+  // or disconnected/lost with a kept session (clean session false).
   std::optional<session_snapshot> snapshot() const;
   // A fresh session takes a snapshot's state (active or asleep, supervised from `now`) and asks
-  // the broker for its session again (upstream_connect). False (session unchanged) when the
-  // snapshot is inconsistent (its topics, or more queued than max_queued).
+  // the broker for its session again (upstream_connect); an offline one (disconnected or lost)
+  // asks nothing: it waits, buffering, for the client's next CONNECT. False (session unchanged)
+  // when the snapshot is inconsistent (its topics, or more queued than max_queued, or an offline
+  // clean session).
   bool restore(const session_snapshot& s, time_point now, actions& out);
 
   // The clients-file rule of this client (topic permissions; its predefined topics are the ones

@@ -78,7 +78,7 @@ bool same(const mqttsn::session_snapshot& a, const mqttsn::session_snapshot& b) 
          a.keep_alive == b.keep_alive && a.sleep_duration == b.sleep_duration && a.will == b.will &&
          topics_equal(a.topics, b.topics) && a.next_topic_id == b.next_topic_id && a.subscriptions == b.subscriptions &&
          a.queue == b.queue && a.releasing == b.releasing && a.qos2_received == b.qos2_received &&
-         a.last_mid == b.last_mid;
+         a.last_mid == b.last_mid && a.offline == b.offline;
 }
 
 TEST(PersistenceStore, sessions_round_trip_and_deletes_remove_them) {
@@ -131,8 +131,9 @@ TEST(PersistenceStore, a_schema_version_1_database_is_upgraded_and_keeps_its_ses
     gateway::session_store store(path);
     store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
   }
-  // What a version 1 gateway wrote: no queue.mid.
-  run_sql(path, "ALTER TABLE queue DROP COLUMN mid; UPDATE meta SET value = 1 WHERE key = 'schema_version'");
+  // What a version 1 gateway wrote: no queue.mid (nor the later sessions.offline).
+  run_sql(path, "ALTER TABLE queue DROP COLUMN mid; ALTER TABLE sessions DROP COLUMN offline; "
+                "UPDATE meta SET value = 1 WHERE key = 'schema_version'");
   {
     gateway::session_store store(path);
     const auto loaded = store.load();
@@ -142,10 +143,85 @@ TEST(PersistenceStore, a_schema_version_1_database_is_upgraded_and_keeps_its_ses
     EXPECT_TRUE(same(loaded.sessions[0].snapshot, expected));
     store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
   }
-  gateway::session_store again(path);  // now version 2
+  gateway::session_store again(path);  // now version 3
   const auto loaded = again.load();
   ASSERT_EQ(loaded.sessions.size(), 1U);
   EXPECT_TRUE(same(loaded.sessions[0].snapshot, sample_snapshot()));
+}
+
+// A kept session with no connection (after DISCONNECT, or lost) is written with its state and read
+// back so; a version 2 file (connected sessions only) is upgraded in place, its sessions online.
+mqttsn::session_snapshot offline_snapshot(const std::string& id, mqttsn::session_state st) {
+  auto s = sample_snapshot();
+  s.client_id = id;
+  s.asleep = false;
+  s.offline = st;
+  return s;
+}
+
+TEST(PersistenceStore, offline_kept_sessions_round_trip_with_their_state) {
+  temp_dir dir("mqttsn-store");
+  const auto path = (dir.path() / "sessions.db").string();
+  const auto gone = offline_snapshot("gone", mqttsn::session_state::disconnected);
+  const auto lost = offline_snapshot("lost", mqttsn::session_state::lost);
+  {
+    gateway::session_store store(path);
+    store.write({{"gone", gateway::session_store::stored{gone, "udp0/127.0.0.1:5000"}},
+                 {"lost", gateway::session_store::stored{lost, "udp0/127.0.0.1:5001"}},
+                 {"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5002"}}});
+  }
+  gateway::session_store reopened(path);
+  auto loaded = reopened.load();
+  EXPECT_TRUE(loaded.problems.empty());
+  ASSERT_EQ(loaded.sessions.size(), 3U);
+  std::sort(loaded.sessions.begin(), loaded.sessions.end(),
+            [](const auto& a, const auto& b) { return a.snapshot.client_id < b.snapshot.client_id; });
+  EXPECT_TRUE(same(loaded.sessions[0].snapshot, gone));
+  EXPECT_TRUE(same(loaded.sessions[1].snapshot, lost));
+  EXPECT_TRUE(same(loaded.sessions[2].snapshot, sample_snapshot()));
+  EXPECT_FALSE(loaded.sessions[2].snapshot.offline);
+}
+
+TEST(PersistenceStore, a_schema_version_2_database_is_upgraded_and_its_sessions_stay_online) {
+  temp_dir dir("mqttsn-store");
+  const auto path = (dir.path() / "sessions.db").string();
+  {
+    gateway::session_store store(path);
+    store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
+  }
+  // What a version 2 gateway wrote: no sessions.offline.
+  run_sql(path, "ALTER TABLE sessions DROP COLUMN offline; UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+  const auto gone = offline_snapshot("gone", mqttsn::session_state::disconnected);
+  {
+    gateway::session_store store(path);
+    const auto loaded = store.load();
+    ASSERT_EQ(loaded.sessions.size(), 1U);
+    EXPECT_TRUE(same(loaded.sessions[0].snapshot, sample_snapshot()));
+    store.write({{"gone", gateway::session_store::stored{gone, "udp0/127.0.0.1:5001"}}});
+  }
+  gateway::session_store again(path);
+  const auto loaded = again.load();
+  ASSERT_EQ(loaded.sessions.size(), 2U);
+  for (const auto& st : loaded.sessions) {
+    EXPECT_TRUE(same(st.snapshot, st.snapshot.client_id == "gone" ? gone : sample_snapshot())) << st.snapshot.client_id;
+  }
+}
+
+TEST(PersistenceStore, an_unknown_offline_state_is_reported_and_not_invented) {
+  temp_dir dir("mqttsn-store");
+  const auto path = (dir.path() / "sessions.db").string();
+  {
+    gateway::session_store store(path);
+    store.write({{"gone", gateway::session_store::stored{offline_snapshot("gone", mqttsn::session_state::lost),
+                                                         "udp0/127.0.0.1:5000"}}});
+  }
+  run_sql(path, "UPDATE sessions SET offline = 9 WHERE client_id = 'gone'");
+  gateway::session_store store(path);
+  const auto loaded = store.load();
+  EXPECT_TRUE(loaded.sessions.empty());
+  ASSERT_EQ(loaded.problems.size(), 1U);
+  EXPECT_NE(loaded.problems[0].find("an invalid offline state"), std::string::npos) << loaded.problems[0];
+  EXPECT_EQ(loaded.damaged, std::vector<std::string>{"gone"});
 }
 
 TEST(PersistenceStore, a_file_that_is_not_a_database_is_refused_naming_it) {
@@ -224,7 +300,7 @@ TEST_F(PersistenceRestart, sigterm_with_sleeping_sensors_loses_no_buffered_messa
   sent_a.insert("a-late");
 
   gw = start_gateway();
-  EXPECT_TRUE(gw->log_contains("restored 2 session(s) (2 asleep) with 12 buffered message(s)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 2 session(s) (2 asleep, 0 offline) with 12 buffered message(s)")) << gw->log();
   EXPECT_TRUE(gw->log_contains("; 0 not restorable")) << gw->log();
   // The late one comes in once the sensor's broker session is back.
   ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") >= 1U; }, 10s)) << gw->log();
@@ -251,7 +327,7 @@ TEST_F(PersistenceRestart, aggregating_mode_keeps_buffered_messages_and_subscrip
   ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") == 3U; }, 10s)) << gw->log();
   EXPECT_EQ(gw->stop(), 0);
   gw = start_gateway("1", "aggregating");
-  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep) with 3 buffered message(s)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep, 0 offline) with 3 buffered message(s)")) << gw->log();
   // The restored subscription works again: a message published after the restart is buffered too.
   ASSERT_TRUE(wait_until(
       [&] {
@@ -308,7 +384,7 @@ TEST_F(PersistenceRestart, aggregating_mode_delivers_what_the_broker_kept_while_
   sent_b.insert("both");
 
   gw = start_gateway("1", "aggregating");
-  EXPECT_TRUE(gw->log_contains("restored 2 session(s) (2 asleep)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 2 session(s) (2 asleep, 0 offline)")) << gw->log();
   ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") >= 12U; }, 10s)) << gw->log();
   auto received = [](const std::vector<tools::received_message>& got) {
     std::multiset<std::string> s;
@@ -322,6 +398,80 @@ TEST_F(PersistenceRestart, aggregating_mode_delivers_what_the_broker_kept_while_
   // The broker kept the shared session: the restart SUBSCRIBEd nothing again.
   const auto after = broker->log().substr(log_before);
   EXPECT_EQ(after.find("Received SUBSCRIBE"), std::string::npos) << after;
+}
+
+// A kept session (clean session false) whose client sent a plain DISCONNECT stays in the gateway:
+// in aggregating mode its subscriptions stay in the fan-out table and broker messages are buffered
+// for it, the broker having been told they were delivered (PUBACK). A graceful restart must keep
+// that session and those messages, and must not connect it to the broker (issue 8).
+TEST_F(PersistenceRestart, aggregating_mode_keeps_a_disconnected_kept_session_and_its_messages_across_sigterm) {
+  auto gw = start_gateway("1", "aggregating");
+  auto c = sensor("gone-a");
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  ASSERT_EQ(c.subscribe(topic_name{"m/x"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  c.disconnect();
+  ASSERT_TRUE(wait_until([&] { return gw->stat("disconnects") == 1U; }, 10s)) << gw->log();
+  std::set<std::string> sent;
+  for (int i = 0; i < 5; ++i) {
+    const std::string p = "k" + std::to_string(i);
+    ASSERT_TRUE(observer->publish("m/x", p, 1));  // acknowledged by the broker
+    sent.insert(p);
+  }
+  ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") == 5U; }, 10s)) << gw->log();
+  EXPECT_EQ(gw->stop(), 0);
+
+  gw = start_gateway("1", "aggregating");
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (0 asleep, 1 offline) with 5 buffered message(s)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("; 0 not restorable")) << gw->log();
+  // Still offline, still subscribed: a message published after the restart is buffered too.
+  ASSERT_TRUE(observer->publish("m/x", "after", 1));
+  sent.insert("after");
+  ASSERT_TRUE(wait_until([&] { return gw->stat("buffered") == 1U; }, 10s)) << gw->log();
+  EXPECT_EQ(gw->stat("connects"), 0U);  // the restore connected nothing on the client's behalf
+
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  std::set<std::string> got;
+  std::size_t count = 0;
+  while (count < 6) {
+    const auto m = c.receive(10s);
+    if (!m) break;
+    ++count;
+    EXPECT_EQ(m->topic, "m/x");
+    got.insert(text(m->payload));
+  }
+  EXPECT_EQ(count, 6U) << gw->log();
+  EXPECT_EQ(got, sent) << gw->log();
+}
+
+// Transparent mode: the broker holds the disconnected client's session and its messages; the
+// gateway keeps its record (subscriptions, topic registrations) and does not reconnect it.
+TEST_F(PersistenceRestart, transparent_mode_keeps_a_disconnected_kept_session_offline_across_sigterm) {
+  auto gw = start_gateway();
+  auto c = sensor("gone-t");
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  ASSERT_EQ(c.subscribe(topic_name{"m/y"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  c.disconnect();
+  ASSERT_TRUE(wait_until([&] { return gw->stat("disconnects") == 1U; }, 10s)) << gw->log();
+  EXPECT_EQ(gw->stop(), 0);
+  std::set<std::string> sent;
+  for (int i = 0; i < 3; ++i) {
+    const std::string p = "t" + std::to_string(i);
+    ASSERT_TRUE(observer->publish("m/y", p, 1));  // kept by the broker for the client's session
+    sent.insert(p);
+  }
+
+  gw = start_gateway();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (0 asleep, 1 offline) with 0 buffered message(s)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("registration(s), 1 subscription(s)")) << gw->log();
+  EXPECT_EQ(gw->stat("connects"), 0U);
+  ASSERT_EQ(c.connect(false), mqttsn::return_code::accepted);
+  std::set<std::string> got;
+  for (int i = 0; i < 3; ++i) {
+    const auto m = c.receive(10s);
+    if (!m) break;
+    got.insert(text(m->payload));
+  }
+  EXPECT_EQ(got, sent) << gw->log();
 }
 
 // A restored session's subscriptions are still at the broker (the shared session was kept): a
@@ -439,7 +589,7 @@ TEST_F(PersistenceRestart, a_qos2_publish_awaiting_pubrec_is_resent_with_the_sam
   EXPECT_EQ(gw->stop(), 0);
 
   gw = start_gateway();
-  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep) with 1 buffered message(s)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep, 0 offline) with 1 buffered message(s)")) << gw->log();
   c.send_raw(mqttsn::encode(mqttsn::pingreq{"q2-once"}));
   auto again = next();
   ASSERT_TRUE(again && std::holds_alternative<mqttsn::publish>(*again)) << gw->log();
@@ -472,13 +622,13 @@ TEST_F(PersistenceRestart, a_damaged_session_is_reported_once_then_removed_from_
 
   const std::string report = "client 'damaged': an invalid subscription in the store";
   gw = start_gateway();
-  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep, 0 offline)")) << gw->log();
   EXPECT_TRUE(gw->log_contains("; 1 not restorable")) << gw->log();
   EXPECT_TRUE(gw->log_contains(report)) << gw->log();
   EXPECT_EQ(gw->stop(), 0);
 
   gw = start_gateway();
-  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep, 0 offline)")) << gw->log();
   EXPECT_TRUE(gw->log_contains("; 0 not restorable")) << gw->log();
   EXPECT_FALSE(gw->log_contains("'damaged'")) << gw->log();
   gateway::session_store reader(db);
@@ -500,7 +650,7 @@ TEST_F(PersistenceRestart, restored_sessions_are_summed_up_in_one_log_line) {
   EXPECT_EQ(gw->stop(), 0);
   gw = start_gateway();
   const auto log = gw->log();
-  EXPECT_NE(log.find("restored 3 session(s) (3 asleep)"), std::string::npos) << log;
+  EXPECT_NE(log.find("restored 3 session(s) (3 asleep, 0 offline)"), std::string::npos) << log;
   EXPECT_EQ(log.find("connecting to the broker"), std::string::npos) << log;
 }
 
@@ -530,7 +680,7 @@ TEST_F(PersistenceRestart, sigterm_with_client_publishes_in_flight_loses_none_of
   mqtt_test_client watcher(*broker);
   ASSERT_TRUE(watcher.subscribe("up/#", 2));
   gw = start_gateway();
-  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (0 asleep)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (0 asleep, 0 offline)")) << gw->log();
   publisher.join();
   EXPECT_EQ(r1, mqttsn::return_code::accepted);
   EXPECT_EQ(r2, mqttsn::return_code::accepted);
@@ -575,7 +725,7 @@ TEST_F(PersistenceRestart, sigkill_loses_at_most_what_changed_within_the_flush_i
   gw->stop();  // reaps it
 
   gw = start_gateway("0.2");
-  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep) with 5 buffered message(s)")) << gw->log();
+  EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep, 0 offline) with 5 buffered message(s)")) << gw->log();
   const auto got = a.wake(15s);
   std::set<std::string> received;
   for (const auto& m : got) received.insert(text(m.payload));

@@ -1215,6 +1215,98 @@ TEST_F(Session, a_restored_sleeping_session_reconnects_upstream_and_delivers_on_
   EXPECT_EQ(again->will, snap->will);
 }
 
+// A kept session whose client sent DISCONNECT still buffers broker messages the broker was told
+// were delivered (issue 8): a restart must keep them, and must not open a broker connection the
+// client did not ask for. Its next CONNECT gets exactly what an in-memory session would give.
+TEST_F(Session, a_disconnected_kept_session_is_restored_offline_and_delivers_on_the_next_connect) {
+  connect_active(false);
+  subscribe_ok("down/+", qos::at_least_once, 1, 0);
+  ASSERT_EQ(in(disconnect{}), (actions{raw({0x02, 0x18}), upstream_disconnect{}, report{event::disconnected, ""}}));
+  EXPECT_EQ(deliver("down/a", "one", qos::at_least_once), actions{});
+  EXPECT_EQ(deliver("down/b", "two", qos::at_least_once), actions{});
+  const auto snap = s().snapshot();
+  ASSERT_TRUE(snap);
+  ASSERT_TRUE(snap->offline);
+  EXPECT_EQ(*snap->offline, session_state::disconnected);
+  EXPECT_FALSE(snap->asleep);
+  EXPECT_EQ(snap->queue.size(), 2U);
+  EXPECT_EQ(snap->subscriptions.size(), 1U);
+
+  counters stats2;
+  session restored("abc", cfg, pre, stats2);
+  const auto later = now + 1h;
+  actions out;
+  ASSERT_TRUE(restored.restore(*snap, later, out));
+  EXPECT_EQ(out, actions{});  // no upstream_connect: the client is not connected
+  EXPECT_EQ(restored.state(), session_state::disconnected);
+  EXPECT_FALSE(restored.next_deadline());  // as in memory: a disconnected session has no timer
+  EXPECT_EQ(restored.queued(), 2U);
+  // Still buffering after the restart.
+  EXPECT_EQ(restored.handle(upstream_message{"down/c", payload("three"), qos::at_least_once, false}, later), actions{});
+  EXPECT_EQ(restored.queued(), 3U);
+  EXPECT_EQ(stats2.buffered, 1U);
+  EXPECT_EQ(deliver("down/c", "three", qos::at_least_once), actions{});
+
+  // The client comes back with a kept session: the restored one answers as the original does.
+  const connect again{false, false, 60, "abc"};
+  const auto want_connect = in(again);
+  EXPECT_EQ(restored.handle(message{again}, later), want_connect);
+  const auto want_connected = up(upstream_connected{true});
+  const auto got_connected = restored.handle(upstream_connected{true}, later);
+  EXPECT_EQ(got_connected, want_connected);
+  ASSERT_GE(got_connected.size(), 3U);
+  EXPECT_EQ(got_connected[0], raw({0x03, 0x05, 0x00}));
+  EXPECT_EQ(restored.state(), session_state::active);
+  const auto* reg = std::get_if<send_frame>(&got_connected.back());
+  ASSERT_NE(reg, nullptr);  // the first buffered message starts with a REGISTER of its topic
+  EXPECT_EQ(type_of(std::get<message>(decode(reg->frame))), msg_type::register_);
+}
+
+TEST_F(Session, a_lost_kept_session_is_restored_lost_a_clean_one_has_no_snapshot) {
+  connect_active(false);
+  subscribe_ok("down/+", qos::at_least_once, 1, 0);
+  at(90s);
+  ASSERT_EQ(s().state(), session_state::lost);
+  EXPECT_EQ(deliver("down/a", "one", qos::at_least_once), actions{});
+  const auto snap = s().snapshot();
+  ASSERT_TRUE(snap);
+  ASSERT_TRUE(snap->offline);
+  EXPECT_EQ(*snap->offline, session_state::lost);
+  EXPECT_EQ(snap->queue.size(), 1U);
+  counters stats2;
+  session restored("abc", cfg, pre, stats2);
+  actions out;
+  ASSERT_TRUE(restored.restore(*snap, now, out));
+  EXPECT_EQ(out, actions{});
+  EXPECT_EQ(restored.state(), session_state::lost);
+  EXPECT_FALSE(restored.next_deadline());
+
+  // Inconsistent offline snapshots are refused: a clean session, one also marked asleep, or an
+  // offline state that is not disconnected/lost.
+  auto clean_one = *snap;
+  clean_one.clean_session = true;
+  auto asleep = *snap;
+  asleep.asleep = true;
+  auto active = *snap;
+  active.offline = session_state::active;
+  for (const auto& bad : {clean_one, asleep, active}) {
+    session other("abc", cfg, pre, stats2);
+    actions o;
+    EXPECT_FALSE(other.restore(bad, now, o));
+    EXPECT_EQ(o, actions{});
+  }
+
+  // A clean session that disconnects has ended: nothing to write.
+  counters stats3;
+  session clean("def", cfg, pre, stats3);
+  clean.handle(message{connect{false, true, 60, "def"}}, now);
+  clean.handle(upstream_connected{false}, now);
+  ASSERT_TRUE(clean.snapshot());
+  clean.handle(message{disconnect{}}, now);
+  EXPECT_EQ(clean.state(), session_state::disconnected);
+  EXPECT_FALSE(clean.snapshot());
+}
+
 TEST_F(Session, a_qos2_delivery_waiting_for_pubcomp_resumes_with_pubrel_never_a_second_publish) {
   connect_active(false);
   subscribe_ok("q2", qos::exactly_once, 1, 1);
