@@ -386,7 +386,8 @@ TEST_F(NativeUpstream,
 
 // A killed broker may forget a QoS 2 PUBLISH it sent (and we PUBRECed) and, after its restart,
 // reuse the id for a new message without DUP: that one must be delivered, not taken for a resend.
-TEST_F(NativeUpstream, a_broker_qos2_id_reused_without_dup_after_a_lost_connection_is_a_new_message) {
+TEST_F(NativeUpstream,
+       a_broker_qos2_id_reused_without_dup_after_a_lost_connection_is_a_new_message) {
   scripted_broker broker;
   start(settings_for(broker.uri()));
   auto c = broker.accept_session(false);
@@ -405,7 +406,8 @@ TEST_F(NativeUpstream, a_broker_qos2_id_reused_without_dup_after_a_lost_connecti
   EXPECT_EQ(c2->expect<m::publish_packet>().payload, to_bytes("online"));
   c2->send(m::publish_packet{"in/q2", to_bytes("after"), 2, false, false, 7});  // new, same id
   EXPECT_EQ(c2->expect<m::pubrec_packet>().packet_id, 7);
-  c2->send(m::publish_packet{"in/q2", to_bytes("after"), 2, false, true, 7});  // its resend: not again
+  c2->send(
+      m::publish_packet{"in/q2", to_bytes("after"), 2, false, true, 7});  // its resend: not again
   EXPECT_EQ(c2->expect<m::pubrec_packet>().packet_id, 7);
   c2->send(m::pubrel_packet{7});
   EXPECT_EQ(c2->expect<m::pubcomp_packet>().packet_id, 7);
