@@ -454,7 +454,12 @@ void native_upstream::on_publish(m::publish_packet&& p) {
   const auto id = p.packet_id;
   const auto q = p.qos;
   bool deliver = true;
-  if (q == 2) deliver = inbound_qos2_.insert(id).second;  // a DUP of an id not yet released: once
+  // QoS 2: a resend (DUP) of an id not yet released is the same message: delivered once. A PUBLISH
+  // without DUP under such an id is a new message (MQTT 3.1.1 §3.3.1.1: every re-delivery carries
+  // DUP): the broker lost its side of the old one, e.g. Mosquitto killed before it saved the
+  // PUBLISH it had sent us, and reused the id after the restart. Withholding it would answer
+  // PUBREC for a message nobody gets (seen in the outage soak, docs/robustness.md).
+  if (q == 2) deliver = inbound_qos2_.insert(id).second || !p.dup;
   if (deliver) {
     ++stats_.messages;
     spdlog::debug("upstream: gateway connection <- '{}' ({} bytes, QoS {}{})", p.topic,

@@ -92,7 +92,7 @@ int mqtt_tap::publishes_to_clients(const std::string& payload) const {
   return it == publishes_[pair::to_client].end() ? 0 : it->second;
 }
 
-std::set<std::string> mqtt_tap::broker_resent_after_release() const {
+std::map<std::string, int> mqtt_tap::broker_resent_after_release() const {
   std::lock_guard lock(mutex_);
   return resent_after_release_;
 }
@@ -131,6 +131,7 @@ void mqtt_tap::run() {
             client_acked_.insert(it->second);
           } else {
             p.released[d][mid] = it->second;
+            pubreced_[p.client_id][mid] = it->second;
           }
           other.erase(it);
         } else if (type == m::packet_type::pubcomp && d == pair::to_broker) {
@@ -151,15 +152,19 @@ void mqtt_tap::run() {
                        std::lock_guard lock(mutex_);
                        ++publishes_[d][payload];
                        if (d == pair::to_client && x.qos == 2) {
+                         // A resend of the very message released under this id (same payload);
+                         // anything else under the id is another message.
                          auto& released = released_[p.client_id];
-                         if (x.dup && released.contains(x.packet_id)) resent_after_release_.insert(payload);
-                         if (!x.dup) released.erase(x.packet_id);  // the id is used for a new message
+                         auto r = released.find(x.packet_id);
+                         if (x.dup && r != released.end() && r->second == payload) ++resent_after_release_[payload];
+                         if (r != released.end() && r->second != payload) released.erase(r);
                        }
                      },
                      [&](const m::pubrel_packet& r) {  // PUBREL from the broker
                        if (d != pair::to_client) return;
                        std::lock_guard lock(mutex_);
-                       released_[p.client_id].insert(r.packet_id);
+                       auto& rec = pubreced_[p.client_id];
+                       if (auto it = rec.find(r.packet_id); it != rec.end()) released_[p.client_id][r.packet_id] = it->second;
                      },
                      [&](const m::puback_packet& a) { acknowledged(m::packet_type::puback, a.packet_id); },
                      [&](const m::pubrec_packet& a) { acknowledged(m::packet_type::pubrec, a.packet_id); },

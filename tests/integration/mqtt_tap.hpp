@@ -44,11 +44,12 @@ class mqtt_tap {
   // clients (from the broker), retransmissions (DUP) included.
   int publishes_to_broker(const std::string& payload) const;
   int publishes_to_clients(const std::string& payload) const;
-  // Payloads of QoS 2 PUBLISHes the broker sent again (DUP) to a client after it had already sent
-  // the PUBREL for that message id (on an earlier connection of the same client id): MQTT 3.1.1
-  // §4.3.3 forbids it, and a client cannot tell such a copy from a new message. Mosquitto 2.0.11
-  // does it after a restart for QoS 2 messages beyond its in-flight window.
-  std::set<std::string> broker_resent_after_release() const;
+  // QoS 2 PUBLISHes the broker sent again (DUP) to a client after it had already sent the PUBREL
+  // for that message id and that same message (on an earlier connection of the same client id):
+  // MQTT 3.1.1 §4.3.3 forbids it, and a client cannot tell such a copy from a new message.
+  // Mosquitto 2.0.11 does it after a restart for QoS 2 messages beyond its in-flight window, and
+  // may do it again for the same message after the next restart. Payload -> how many such resends.
+  std::map<std::string, int> broker_resent_after_release() const;
   // Connections relayed so far.
   std::size_t connections() const;
 
@@ -65,8 +66,12 @@ class mqtt_tap {
   std::map<std::string, std::set<int>> broker_acked_;  // payload -> instances that acked it
   std::set<std::string> client_acked_;
   std::map<std::string, int> publishes_[2];  // by direction (pair::dir), then payload
-  std::map<std::string, std::set<std::uint16_t>> released_;  // client id -> ids the broker PUBRELed
-  std::set<std::string> resent_after_release_;
+  // Per client id: message id -> payload of the QoS 2 PUBLISHes the client PUBRECed (pubreced_) and
+  // of those the broker then PUBRELed (released_). Kept across connections: a broker restart does
+  // not end them.
+  std::map<std::string, std::map<std::uint16_t, std::string>> pubreced_;
+  std::map<std::string, std::map<std::uint16_t, std::string>> released_;
+  std::map<std::string, int> resent_after_release_;
   std::size_t connections_ = 0;
   std::thread thread_;  // last: starts once the rest exists
 };

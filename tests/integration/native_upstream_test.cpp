@@ -384,6 +384,40 @@ TEST_F(NativeUpstream,
   EXPECT_EQ(stats().messages, 4U);
 }
 
+// A killed broker may forget a QoS 2 PUBLISH it sent (and we PUBRECed) and, after its restart,
+// reuse the id for a new message without DUP: that one must be delivered, not taken for a resend.
+TEST_F(NativeUpstream,
+       a_broker_qos2_id_reused_without_dup_after_a_lost_connection_is_a_new_message) {
+  scripted_broker broker;
+  start(settings_for(broker.uri()));
+  auto c = broker.accept_session(false);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>());
+  c->send(m::publish_packet{"in/q2", to_bytes("before"), 2, false, false, 7});
+  EXPECT_EQ(c->expect<m::pubrec_packet>().packet_id, 7);
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_message>(1));
+  c.reset();  // killed before its PUBREL: it forgot message 7
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_lost>());
+
+  auto c2 = broker.accept();
+  ASSERT_TRUE(c2);
+  c2->expect<m::connect_packet>();
+  c2->send(m::connack_packet{true, 0});
+  EXPECT_EQ(c2->expect<m::publish_packet>().payload, to_bytes("online"));
+  c2->send(m::publish_packet{"in/q2", to_bytes("after"), 2, false, false, 7});  // new, same id
+  EXPECT_EQ(c2->expect<m::pubrec_packet>().packet_id, 7);
+  c2->send(
+      m::publish_packet{"in/q2", to_bytes("after"), 2, false, true, 7});  // its resend: not again
+  EXPECT_EQ(c2->expect<m::pubrec_packet>().packet_id, 7);
+  c2->send(m::pubrel_packet{7});
+  EXPECT_EQ(c2->expect<m::pubcomp_packet>().packet_id, 7);
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_message>(2));
+  ASSERT_FALSE(events_.wait<mqttsn::upstream_message>(3, 300ms));
+  const auto got = events_.all<mqttsn::upstream_message>();
+  EXPECT_EQ(got[0].payload, to_bytes("before"));
+  EXPECT_EQ(got[1].payload, to_bytes("after"));
+}
+
 TEST_F(NativeUpstream, packets_larger_than_the_read_buffer_and_many_per_read_arrive_whole) {
   scripted_broker broker;
   start(settings_for(broker.uri()));

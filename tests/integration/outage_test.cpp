@@ -390,16 +390,19 @@ class outage_run {
   void check_phase1() {
     const auto broker_resent = tap_->broker_resent_after_release();
     for (int s = 0; s < streams; ++s) {
-      int dups = 0, to_broker = 0, to_clients = 0, broker_dups = 0;
+      int dups = 0, to_broker = 0, to_clients = 0, broker_dups = 0, broker_multi = 0;
       for (int i = 0; i < plan_.phase1; ++i) {
         const int n = arrived_.count(payload(s, i));
         to_broker += tap_->publishes_to_broker(payload(s, i));
         to_clients += tap_->publishes_to_clients(payload(s, i));
-        if (stream_qos[s] == 2 && broker_resent.contains(payload(s, i))) {
-          // The broker broke QoS 2 itself: a second copy is the broker's, not the gateway's.
+        if (auto r = broker_resent.find(payload(s, i)); stream_qos[s] == 2 && r != broker_resent.end()) {
+          // The broker broke QoS 2 itself, once per restart at most: each such resend may make one
+          // more copy, the broker's, not the gateway's. Any copy beyond those is a failure.
           EXPECT_GE(n, 1) << payload(s, i);
-          EXPECT_LE(n, 2) << payload(s, i) << ": more copies than the broker's one extra";
+          EXPECT_LE(n, 1 + r->second) << payload(s, i) << ": more copies than the broker's " << r->second
+                                      << " resend(s) of it after releasing it";
           broker_dups += n - 1;
+          broker_multi += n > 2 ? 1 : 0;
           continue;
         }
         if (stream_qos[s] == 2) {
@@ -411,9 +414,9 @@ class outage_run {
       }
       std::printf("[ outage %s ] phase 1, %s: %d messages sent, %d arrived, %d duplicates (QoS %d), %d graceful restarts; "
                   "PUBLISH packets through the tap: %d to the broker, %d from it; %d copies the broker made by "
-                  "resending a released QoS 2 PUBLISH\n",
+                  "resending a released QoS 2 PUBLISH (%d messages arrived more than twice: resent after more than one restart)\n",
                   mode_.c_str(), stream_name[s], plan_.phase1, arrived_.distinct(s, 0, plan_.phase1), dups,
-                  stream_qos[s], plan_.graceful, to_broker, to_clients, broker_dups);
+                  stream_qos[s], plan_.graceful, to_broker, to_clients, broker_dups, broker_multi);
     }
   }
 
