@@ -121,9 +121,8 @@ void native_upstream::start(event_handler on_event) {
   on_event_ = std::move(on_event);
   if (stopped_ || started_) return;
   started_ = true;
-  spdlog::info(
-      "upstream: gateway connection to {} as '{}' (native MQTT client), status topic '{}'",
-      settings_.broker, settings_.gateway_client_id, settings_.status_topic);
+  spdlog::info("upstream: gateway connection to {} as '{}' (native MQTT client), status topic '{}'",
+               settings_.broker, settings_.gateway_client_id, settings_.status_topic);
   auto l = std::make_shared<link>(*this, std::string(gateway_connection), true);
   links_.emplace(l->client_id, l);
   attempt(*l);
@@ -253,8 +252,8 @@ void native_upstream::publish(const std::string& client_id, const mqttsn::upstre
     spdlog::debug("upstream: '{}' dropped, not connected", p.topic);
     return;
   }
-  add_request(*l, request{request::kind::publish, request::stage::unsent, p.ref, p.topic,
-                          p.payload, q, p.retain, 0});
+  add_request(*l, request{request::kind::publish, request::stage::unsent, p.ref, p.topic, p.payload,
+                          q, p.retain, 0});
 }
 
 void native_upstream::subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) {
@@ -282,9 +281,10 @@ void native_upstream::unsubscribe(const std::string& client_id,
     spdlog::debug("upstream: unsubscribe for {} without a connection dropped", who(client_id));
     return;
   }
-  add_request(*l, request{
-                      request::kind::unsubscribe, request::stage::unsent, u.ref, u.filter, {}, 0,
-                      false, 0});
+  add_request(
+      *l,
+      request{
+          request::kind::unsubscribe, request::stage::unsent, u.ref, u.filter, {}, 0, false, 0});
 }
 
 void native_upstream::disconnect(const std::string& client_id) {
@@ -377,14 +377,13 @@ void native_upstream::schedule_retry(link& l) {
 
 void native_upstream::schedule_after(link& l, std::chrono::milliseconds delay) {
   l.retry_timer.expires_after(delay);
-  l.retry_timer.async_wait(
-      [w = l.weak_from_this()](const boost::system::error_code& ec) {
-        if (ec) return;
-        if (auto x = w.lock()) {
-          x->after_replace = false;
-          x->owner.attempt(*x);
-        }
-      });
+  l.retry_timer.async_wait([w = l.weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto x = w.lock()) {
+      x->after_replace = false;
+      x->owner.attempt(*x);
+    }
+  });
 }
 
 void native_upstream::close_link(link& l, std::function<void()> on_done) {
@@ -551,9 +550,9 @@ void native_upstream::resend_after_reconnect(link& l, bool session_present) {
 
 void native_upstream::publish_status(link& l, const char* text) {
   const std::string_view t = text;
-  const auto id = add_request(l, request{request::kind::publish, request::stage::unsent, 0,
-                                         settings_.status_topic, mqttsn::bytes(t.begin(), t.end()),
-                                         1, true, 0});
+  const auto id = add_request(
+      l, request{request::kind::publish, request::stage::unsent, 0, settings_.status_topic,
+                 mqttsn::bytes(t.begin(), t.end()), 1, true, 0});
   if (t == "offline") {
     auto it = l.requests.find(id);
     offline_packet_id_ = it != l.requests.end() ? it->second.packet_id : 0;

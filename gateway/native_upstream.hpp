@@ -90,7 +90,7 @@ class native_upstream final : public upstream {
   std::size_t in_flight() const noexcept;
   std::size_t inbound_qos2() const noexcept;
 
-  private:
+ private:
   struct request {
     enum class kind : std::uint8_t { publish, subscribe, unsubscribe } what = kind::publish;
     enum class stage : std::uint8_t {
@@ -115,7 +115,8 @@ class native_upstream final : public upstream {
     void on_open(bool session_present) override;
     void on_refused(std::uint8_t code) override;
     void on_packet(mqttsn::mqtt311::packet&& p) override;
-    void on_closed(const std::string& reason, bool was_open, const std::string& tls_verify) override;
+    void on_closed(const std::string& reason, bool was_open,
+                   const std::string& tls_verify) override;
     bool up() const noexcept { return conn && conn->open_now(); }
 
     native_upstream& owner;
@@ -125,8 +126,8 @@ class native_upstream final : public upstream {
     std::shared_ptr<mqtt_connection> conn;
     boost::asio::steady_timer retry_timer;
     std::chrono::milliseconds backoff;
-    bool established = false;    // connected at least once
-    bool after_replace = false;  // waits for the previous connection's DISCONNECT
+    bool established = false;                   // connected at least once
+    bool after_replace = false;                 // waits for the previous connection's DISCONNECT
     std::map<std::uint64_t, request> requests;  // by arrival
     std::uint64_t next_request = 1;
     std::unordered_map<std::uint16_t, std::uint64_t> by_packet_id;
@@ -165,7 +166,7 @@ class native_upstream final : public upstream {
   std::shared_ptr<boost::asio::ssl::context> tls_;
   event_handler on_event_;
   std::map<std::string, std::shared_ptr<link>, std::less<>> links_;  // "": the gateway-level one
-  std::vector<std::weak_ptr<mqtt_connection>> closing_;  // DISCONNECTs being written
+  std::vector<std::weak_ptr<mqtt_connection>> closing_;              // DISCONNECTs being written
   bool started_ = false;
   bool stopped_ = false;
   std::uint16_t offline_packet_id_ = 0;  // stop(): the "offline" publish

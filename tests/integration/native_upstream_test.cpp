@@ -1,7 +1,8 @@
 // gateway::native_upstream (the gateway's own MQTT 3.1.1 client: aggregating mode's shared
-// connection and transparent mode's per-client ones) against a scripted broker on loopback, which checks every packet the client sends
-// and answers exactly what a test needs (session present or not, a lost PUBACK, a DUP PUBLISH),
-// and against the real Mosquitto for a round trip and a restart that keeps the session.
+// connection and transparent mode's per-client ones) against a scripted broker on loopback, which
+// checks every packet the client sends and answers exactly what a test needs (session present or
+// not, a lost PUBACK, a DUP PUBLISH), and against the real Mosquitto for a round trip and a restart
+// that keeps the session.
 #include "gateway/native_upstream.hpp"
 
 #include <mutex>
@@ -509,7 +510,9 @@ TEST_F(NativeUpstream, a_client_connection_carries_the_clients_will_keep_alive_a
   ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
   EXPECT_TRUE(io_.call([&] { return up_->connected("sensor-1"); }));
 
-  io_.call([&] { up_->publish("sensor-1", {7, "t/s1", to_bytes("x"), mqttsn::qos::at_least_once, false}); });
+  io_.call([&] {
+    up_->publish("sensor-1", {7, "t/s1", to_bytes("x"), mqttsn::qos::at_least_once, false});
+  });
   auto pub = c->expect<m::publish_packet>();
   EXPECT_EQ(pub.topic, "t/s1");
   c->send(m::puback_packet{pub.packet_id});
@@ -527,7 +530,9 @@ TEST_F(NativeUpstream, a_client_connection_carries_the_clients_will_keep_alive_a
   EXPECT_FALSE(seen2.will.has_value());
 
   // disconnect(): DISCONNECT, and the request in flight is never answered.
-  io_.call([&] { up_->publish("sensor-1", {8, "t/s1", to_bytes("y"), mqttsn::qos::at_least_once, false}); });
+  io_.call([&] {
+    up_->publish("sensor-1", {8, "t/s1", to_bytes("y"), mqttsn::qos::at_least_once, false});
+  });
   auto pub2 = c->expect<m::publish_packet>();
   io_.call([&] { up_->disconnect("sensor-1"); });
   c->expect<m::disconnect_packet>();
