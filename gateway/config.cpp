@@ -363,7 +363,7 @@ const std::vector<key_info>& keys() {
        },
        "mqttsn-gw-<gateway-id>"},
       {"upstream-client", "Broker", "CLIENT",
-       "MQTT client of aggregating mode's shared connection: native (the gateway's own) or paho",
+       "MQTT client of the broker connections (both modes): native (the gateway's own) or paho",
        key_kind::single,
        [](const config& c) -> std::string {
          return upstream_client_names.at(static_cast<std::size_t>(c.upstream_client));

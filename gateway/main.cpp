@@ -21,6 +21,7 @@
 #include "gateway/aggregating_upstream.hpp"
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/native_upstream.hpp"
 #include "gateway/paho_upstream.hpp"
 #include "gateway/clients_file.hpp"
 #include "gateway/secrets.hpp"
@@ -237,8 +238,15 @@ int main(int argc, char* argv[]) {
       std::cerr << "mqttsn-gateway: " << e.what() << '\n';
       return 2;
     }
-  } else {
+  } else if (settings.client == gateway::upstream_client::paho) {
     upstream = std::make_unique<gateway::paho_upstream>(io, settings);
+  } else {
+    try {
+      upstream = std::make_unique<gateway::native_upstream>(io, settings);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "mqttsn-gateway: " << e.what() << '\n';
+      return 2;
+    }
   }
 
   gateway::gateway gw(io, cfg, *upstream, std::move(transports));
@@ -278,7 +286,7 @@ int main(int argc, char* argv[]) {
   for (const auto& u : cfg.udp) listening += (listening.empty() ? "" : ", ") + listen_text(u);
   spdlog::info("mqttsn-gateway {} (gateway id {}, {} mode{}) on UDP {}, broker {}", MQTTSN_VERSION, cfg.gateway_id,
                aggregating ? "aggregating" : "transparent",
-               !aggregating ? "" : settings.client == gateway::upstream_client::paho ? ", Paho client" : ", native client",
+               settings.client == gateway::upstream_client::paho ? ", Paho client" : ", native client",
                listening, cfg.broker);
   notify_systemd("READY=1");
   io.run();

@@ -21,6 +21,9 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
+// Until a read fills its buffer: a sensor's connection in transparent mode mostly carries small
+// packets, and thousands of idle connections should not hold 64 KiB each.
+constexpr std::size_t first_chunk = 2 * 1024;
 // The largest packet accepted from the broker. A bigger one cannot go to any MQTT-SN client
 // (frames are at most 65535 bytes) and would hold that much memory: the connection is closed.
 constexpr std::size_t max_inbound_packet = 4 * 1024 * 1024;
@@ -178,7 +181,8 @@ void mqtt_connection::send_connect() {
 }
 
 void mqtt_connection::start_read() {
-  if (in_.size() - in_end_ < read_chunk / 4) {
+  const std::size_t chunk = big_reads_ ? read_chunk : first_chunk;
+  if (in_.size() - in_end_ < chunk / 4) {
     // Make room: drop what was consumed, then grow if a packet needs more.
     if (in_start_ > 0) {
       std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_),
@@ -186,8 +190,9 @@ void mqtt_connection::start_read() {
       in_end_ -= in_start_;
       in_start_ = 0;
     }
-    if (in_.size() - in_end_ < read_chunk / 4) in_.resize(in_end_ + read_chunk);
+    if (in_.size() - in_end_ < chunk / 4) in_.resize(in_end_ + chunk);
   }
+  reading_ = in_.size() - in_end_;
   auto handler = [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
     self->on_read(ec, n);
   };
@@ -203,6 +208,7 @@ void mqtt_connection::on_read(const boost::system::error_code& ec, std::size_t n
   if (state_ == state::closed || state_ == state::draining) return;
   if (ec) return fail(ec == asio::error::eof ? std::string("closed by the broker") : ec.message());
   in_end_ += n;
+  if (n == reading_) big_reads_ = true;  // the buffer was filled: the traffic needs the big one
   if (!handle_packets()) return;
   if (in_start_ == in_end_) {
     in_start_ = in_end_ = 0;
@@ -346,6 +352,7 @@ void mqtt_connection::shut() {
   keep_alive_timer_.cancel();
   socket().shutdown(tcp::socket::shutdown_both, ignored);
   socket().close(ignored);
+  if (on_closed_) boost::asio::post(io_, std::exchange(on_closed_, {}));
 }
 
 void mqtt_connection::detach() {
@@ -353,8 +360,9 @@ void mqtt_connection::detach() {
   shut();
 }
 
-void mqtt_connection::close_gracefully() {
+void mqtt_connection::close_gracefully(std::function<void()> on_done) {
   listener_ = nullptr;
+  on_closed_ = std::move(on_done);
   if (state_ != state::open) return shut();
   state_ = state::draining;
   keep_alive_timer_.cancel();

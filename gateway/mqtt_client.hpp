@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,8 +67,10 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
   void open();
   // No more callbacks; the socket is closed now (nothing queued is written any more).
   void detach();
-  // Queues DISCONNECT and closes the socket once everything queued is written (no callbacks).
-  void close_gracefully();
+  // Queues DISCONNECT and closes the socket once everything queued is written (no listener
+  // callbacks). `on_done` (optional) is posted once the socket is closed, however that happens
+  // (written, failed, or detach()).
+  void close_gracefully(std::function<void()> on_done = {});
 
   // Append whole packets to queue() (only after on_open), then call flush(): the write starts
   // after the current handler, so a burst becomes one write.
@@ -116,6 +119,8 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
   mqttsn::mqtt311::bytes in_;
   std::size_t in_start_ = 0;
   std::size_t in_end_ = 0;
+  std::size_t reading_ = 0;  // room offered to the read in progress
+  bool big_reads_ = false;   // a read filled its buffer: read_chunk from now on
   // Writing: out_ fills while writing_buf_ is on the wire; they swap.
   mqttsn::mqtt311::bytes out_;
   mqttsn::mqtt311::bytes writing_buf_;
@@ -123,6 +128,7 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
   std::size_t writing_packets_ = 0;
   bool writing_ = false;
   bool flush_posted_ = false;
+  std::function<void()> on_closed_;  // close_gracefully()'s on_done
 };
 
 }  // namespace gateway

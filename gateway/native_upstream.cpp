@@ -1,6 +1,7 @@
 #include "gateway/native_upstream.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -48,6 +49,10 @@ mqttsn::qos from_wire_qos(std::uint8_t q) {
   }
 }
 
+std::string who(const std::string& client_id) {
+  return client_id.empty() ? std::string("gateway connection") : "client '" + client_id + "'";
+}
+
 broker_address parse_or_throw(const std::string& uri) {
   auto a = parse_broker_uri(uri);
   if (!a)
@@ -58,11 +63,34 @@ broker_address parse_or_throw(const std::string& uri) {
 
 }  // namespace
 
+native_upstream::link::link(native_upstream& o, std::string id, bool gw)
+    : owner(o),
+      client_id(std::move(id)),
+      gateway_level(gw),
+      retry_timer(o.io_),
+      backoff(o.settings_.reconnect_min) {}
+
+void native_upstream::link::on_open(bool session_present) {
+  auto keep = shared_from_this();
+  owner.on_open(*this, session_present);
+}
+void native_upstream::link::on_refused(std::uint8_t code) {
+  owner.on_refused(shared_from_this(), code);
+}
+void native_upstream::link::on_packet(m::packet&& p) {
+  auto keep = shared_from_this();
+  owner.on_packet(*this, std::move(p));
+}
+void native_upstream::link::on_closed(const std::string& reason, bool was_open,
+                                      const std::string& tls_verify) {
+  auto keep = shared_from_this();
+  owner.on_closed(*this, reason, was_open, tls_verify);
+}
+
 native_upstream::native_upstream(boost::asio::io_context& io, paho_settings settings)
     : io_(io),
       settings_(std::move(settings)),
       address_(parse_or_throw(settings_.broker)),
-      retry_timer_(io),
       rng_(std::random_device{}()),
       anchor_(std::make_shared<anchor>(anchor{this})) {
   if (settings_.reconnect_min.count() < 1) settings_.reconnect_min = std::chrono::milliseconds(1);
@@ -70,7 +98,6 @@ native_upstream::native_upstream(boost::asio::io_context& io, paho_settings sett
   settings_.reconnect_jitter = std::clamp(settings_.reconnect_jitter, 0.0, 0.9);
   if (settings_.connect_timeout.count() < 1)
     settings_.connect_timeout = std::chrono::milliseconds(1'000);
-  backoff_ = settings_.reconnect_min;
   if (!mqttsn::is_valid_topic_name(settings_.status_topic)) {
     throw std::invalid_argument("status topic '" + settings_.status_topic +
                                 "': not a valid MQTT topic name");
@@ -81,8 +108,11 @@ native_upstream::native_upstream(boost::asio::io_context& io, paho_settings sett
 native_upstream::~native_upstream() {
   stopped_ = true;
   anchor_.reset();
-  retry_timer_.cancel();
-  if (conn_) conn_->detach();  // without stop(): no DISCONNECT, the broker publishes the will
+  for (auto& [id, l] : links_) {
+    l->retry_timer.cancel();
+    if (l->conn) l->conn->detach();  // without stop(): no DISCONNECT, the broker publishes wills
+  }
+  links_.clear();
 }
 
 // ---- the upstream interface ----
@@ -91,208 +121,324 @@ void native_upstream::start(event_handler on_event) {
   on_event_ = std::move(on_event);
   if (stopped_ || started_) return;
   started_ = true;
-  spdlog::debug(
-      "upstream: gateway connection to {} as '{}' (native MQTT client), status topic '{}'",
-      settings_.broker, settings_.gateway_client_id, settings_.status_topic);
-  attempt();
+  spdlog::info("upstream: gateway connection to {} as '{}' (native MQTT client), status topic '{}'",
+               settings_.broker, settings_.gateway_client_id, settings_.status_topic);
+  auto l = std::make_shared<link>(*this, std::string(gateway_connection), true);
+  links_.emplace(l->client_id, l);
+  attempt(*l);
 }
 
 void native_upstream::stop(std::chrono::milliseconds timeout) {
   if (stopped_) return;
   stopped_ = true;  // no event, no reconnect from here on
-  retry_timer_.cancel();
   const auto deadline = steady::now() + timeout;
-  if (up()) {
-    auto conn = conn_;
-    publish_status("offline");
+  io_.restart();
+  for (auto& [id, l] : links_) l->retry_timer.cancel();
+  // Per-client connections: DISCONNECT (the broker drops their wills).
+  for (auto& [id, l] : links_) {
+    if (!l->gateway_level) close_link(*l);
+  }
+  auto gw = links_.find(gateway_connection);
+  if (gw != links_.end() && gw->second->up()) {
+    auto& l = *gw->second;
+    auto conn = l.conn;
+    publish_status(l, "offline");
     conn->flush();
-    io_.restart();
     const auto half = steady::now() + timeout / 2;
-    while (!offline_acked_ && up() && steady::now() < half) {
+    while (!offline_acked_ && l.up() && steady::now() < half) {
       if (io_.run_one_until(half) == 0) break;
     }
     if (offline_acked_) {
       spdlog::debug("upstream: status '{}' is offline", settings_.status_topic);
-    } else if (!up()) {
+    } else if (!l.up()) {
       spdlog::warn("upstream: status 'offline' not acknowledged: the connection was lost");
     } else {
       spdlog::warn("upstream: status 'offline' not acknowledged within {} ms",
                    (timeout / 2).count());
     }
-    if (up()) {
-      conn->close_gracefully();  // DISCONNECT: the broker drops the will
-      while (!conn->closed() && steady::now() < deadline) {
-        if (io_.run_one_until(deadline) == 0) break;
-      }
-    }
-    conn->detach();
-  } else if (conn_) {
-    conn_->detach();
+    close_link(l);
+  } else if (gw != links_.end()) {
+    close_link(*gw->second);
   }
-  conn_.reset();
+  const auto draining = [this] {
+    return std::any_of(closing_.begin(), closing_.end(), [](const auto& w) {
+      auto c = w.lock();
+      return c && !c->closed();
+    });
+  };
+  while (draining() && steady::now() < deadline) {
+    if (io_.run_one_until(deadline) == 0) break;
+  }
+  for (auto& w : closing_) {
+    if (auto c = w.lock()) c->detach();
+  }
+  closing_.clear();
+  links_.clear();
   spdlog::debug("upstream: stopped ({} connects, {} losses, {} publishes)", stats_.connects,
                 stats_.connection_losses, stats_.publishes);
 }
 
-void native_upstream::connect(const std::string& client_id, const mqttsn::upstream_connect&) {
+void native_upstream::connect(const std::string& client_id, const mqttsn::upstream_connect& c) {
   if (stopped_) return;
   if (client_id.empty()) {
     spdlog::warn(
         "upstream: connect with an empty client id ignored (reserved for the gateway connection)");
     return;
   }
-  ++stats_.refusals;
-  const std::string reason = "per-client broker connections need upstream-client paho";
-  spdlog::info("upstream: client '{}' refused: {}", client_id, reason);
-  post_event(client_id, mqttsn::upstream_refused{reason});
+  if (client_id == settings_.gateway_client_id) {
+    // Two connections with one client id would take each other over at the broker, forever.
+    ++stats_.refusals;
+    const std::string reason = "client id is the gateway's own upstream client id";
+    spdlog::info("upstream: {} refused: {}", who(client_id), reason);
+    post_event(client_id, mqttsn::upstream_refused{reason});
+    return;
+  }
+  auto l = std::make_shared<link>(*this, client_id, false);
+  l->params = c;
+  if (auto it = links_.find(client_id); it != links_.end()) {
+    auto old = it->second;
+    links_.erase(it);
+    old->retry_timer.cancel();
+    if (old->conn) {
+      spdlog::debug("upstream: {} connects again: closing its previous connection first",
+                    who(client_id));
+      // The DISCONNECT must reach the broker before the new CONNECT, or the broker would see a
+      // takeover and publish the old will. The timer is the fallback should it never be written.
+      l->after_replace = true;
+      close_link(*old, [w = std::weak_ptr<link>(l)] {
+        if (auto x = w.lock(); x && x->after_replace) {
+          x->after_replace = false;
+          x->retry_timer.cancel();
+          x->owner.attempt(*x);
+        }
+      });
+    }
+  }
+  links_.emplace(client_id, l);
+  if (l->after_replace) {
+    schedule_after(*l, settings_.connect_timeout);
+    return;
+  }
+  attempt(*l);
 }
 
 void native_upstream::publish(const std::string& client_id, const mqttsn::upstream_publish& p) {
   if (stopped_) return;
-  if (!client_id.empty()) {
+  auto* l = find(client_id);
+  if (l == nullptr) {
     if (p.ref == 0) ++stats_.publishes_dropped;
-    spdlog::debug("upstream: publish for client '{}' without a connection dropped", client_id);
+    spdlog::debug("upstream: publish for {} without a connection dropped", who(client_id));
     return;
   }
   const auto q = wire_qos(p.q);
   if (q == 0) {
     // Fire and forget; bounded by what waits to be written.
-    if (!up() ||
-        conn_->backlog() >= static_cast<std::size_t>(std::max(settings_.max_queued_publishes, 1))) {
+    if (!l->up() || l->conn->backlog() >=
+                        static_cast<std::size_t>(std::max(settings_.max_queued_publishes, 1))) {
       ++stats_.publishes_dropped;
       spdlog::debug("upstream: '{}' dropped ({})", p.topic,
-                    up() ? "write queue full" : "not connected");
+                    l->up() ? "write queue full" : "not connected");
       return;
     }
-    m::append_publish(conn_->queue(), p.topic, p.payload, 0, p.retain, false, 0);
-    conn_->note_queued();
-    conn_->flush();
+    m::append_publish(l->conn->queue(), p.topic, p.payload, 0, p.retain, false, 0);
+    l->conn->note_queued();
+    l->conn->flush();
     ++stats_.publishes;
-    if (p.ref != 0) post_event(std::string(gateway_connection), mqttsn::upstream_published{p.ref});
+    if (p.ref != 0) post_event(client_id, mqttsn::upstream_published{p.ref});
     return;
   }
-  if (p.ref == 0 && !up()) {  // a will at QoS 1/2: fire and forget, but acknowledged by the broker
+  if (p.ref == 0 && !l->up()) {  // a will at QoS 1/2: fire and forget, but acknowledged
     ++stats_.publishes_dropped;
     spdlog::debug("upstream: '{}' dropped, not connected", p.topic);
     return;
   }
-  add_request(request{request::kind::publish, request::stage::unsent, p.ref, p.topic, p.payload, q,
-                      p.retain, 0});
+  add_request(*l, request{request::kind::publish, request::stage::unsent, p.ref, p.topic, p.payload,
+                          q, p.retain, 0});
 }
 
 void native_upstream::subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) {
   if (stopped_) return;
-  if (!client_id.empty()) {
-    spdlog::debug("upstream: subscribe for client '{}' without a connection dropped", client_id);
+  auto* l = find(client_id);
+  if (l == nullptr) {
+    spdlog::debug("upstream: subscribe for {} without a connection dropped", who(client_id));
     return;
   }
-  add_request(request{request::kind::subscribe,
-                      request::stage::unsent,
-                      s.ref,
-                      s.filter,
-                      {},
-                      wire_qos(s.q),
-                      false,
-                      0});
+  add_request(*l, request{request::kind::subscribe,
+                          request::stage::unsent,
+                          s.ref,
+                          s.filter,
+                          {},
+                          wire_qos(s.q),
+                          false,
+                          0});
 }
 
 void native_upstream::unsubscribe(const std::string& client_id,
                                   const mqttsn::upstream_unsubscribe& u) {
   if (stopped_) return;
-  if (!client_id.empty()) {
-    spdlog::debug("upstream: unsubscribe for client '{}' without a connection dropped", client_id);
+  auto* l = find(client_id);
+  if (l == nullptr) {
+    spdlog::debug("upstream: unsubscribe for {} without a connection dropped", who(client_id));
     return;
   }
-  add_request(request{
-      request::kind::unsubscribe, request::stage::unsent, u.ref, u.filter, {}, 0, false, 0});
+  add_request(
+      *l,
+      request{
+          request::kind::unsubscribe, request::stage::unsent, u.ref, u.filter, {}, 0, false, 0});
 }
 
 void native_upstream::disconnect(const std::string& client_id) {
   if (client_id.empty()) {
     spdlog::debug(
         "upstream: disconnect of the gateway connection ignored (it stays up until stop())");
+    return;
   }
+  auto it = links_.find(client_id);
+  if (it == links_.end()) return;
+  auto l = it->second;
+  links_.erase(it);
+  l->retry_timer.cancel();
+  l->after_replace = false;
+  if (!l->requests.empty())
+    spdlog::debug("upstream: {} disconnects: {} requests in flight dropped", who(client_id),
+                  l->requests.size());
+  l->requests.clear();
+  close_link(*l);
 }
 
 bool native_upstream::connected(const std::string& client_id) const {
-  return client_id.empty() && up();
+  const auto* l = find(client_id);
+  return l != nullptr && l->up();
+}
+
+std::size_t native_upstream::in_flight() const noexcept {
+  const auto* l = find(std::string(gateway_connection));
+  return l != nullptr ? l->requests.size() : 0;
+}
+
+std::size_t native_upstream::inbound_qos2() const noexcept {
+  const auto* l = find(std::string(gateway_connection));
+  return l != nullptr ? l->inbound_qos2.size() : 0;
+}
+
+native_upstream::link* native_upstream::find(const std::string& client_id) const {
+  auto it = links_.find(client_id);
+  return it != links_.end() ? it->second.get() : nullptr;
 }
 
 // ---- connection life ----
 
-void native_upstream::attempt() {
-  if (stopped_) return;
+void native_upstream::attempt(link& l) {
+  if (stopped_ || l.conn) return;
   m::connect_packet c;
-  c.client_id = settings_.gateway_client_id;
-  c.clean_session = settings_.gateway_clean_session;
-  c.keep_alive = static_cast<std::uint16_t>(
-      std::clamp<std::int64_t>(settings_.gateway_keep_alive.count(), 0, 65535));
-  const std::string_view offline = "offline";
-  c.will =
-      m::will_message{settings_.status_topic, m::bytes(offline.begin(), offline.end()), 1, true};
-  if (settings_.login) {
-    c.username = settings_.login->username;
-    if (!settings_.login->password.empty()) {
-      c.password = m::bytes(settings_.login->password.begin(), settings_.login->password.end());
+  const broker_login* login = settings_.login ? &*settings_.login : nullptr;
+  if (l.gateway_level) {
+    c.client_id = settings_.gateway_client_id;
+    c.clean_session = settings_.gateway_clean_session;
+    c.keep_alive = static_cast<std::uint16_t>(
+        std::clamp<std::int64_t>(settings_.gateway_keep_alive.count(), 0, 65535));
+    const std::string_view offline = "offline";
+    c.will =
+        m::will_message{settings_.status_topic, m::bytes(offline.begin(), offline.end()), 1, true};
+  } else {
+    c.client_id = l.client_id;
+    c.clean_session = l.params.clean_session;
+    c.keep_alive = l.params.keep_alive;
+    if (l.params.will) {
+      const auto& w = *l.params.will;
+      c.will = m::will_message{w.topic, w.payload, wire_qos(w.q), w.retain};
+    }
+    if (auto it = settings_.client_logins.find(l.client_id); it != settings_.client_logins.end())
+      login = &it->second;
+  }
+  if (login != nullptr) {
+    c.username = login->username;
+    if (!login->password.empty()) {
+      c.password = m::bytes(login->password.begin(), login->password.end());
     }
   }
-  conn_ = std::make_shared<mqtt_connection>(io_, address_, tls_, settings_.tls.insecure,
-                                            std::move(c), settings_.connect_timeout,
-                                            static_cast<mqtt_connection::listener*>(this));
-  conn_->open();
+  l.conn = std::make_shared<mqtt_connection>(io_, address_, tls_, settings_.tls.insecure,
+                                             std::move(c), settings_.connect_timeout,
+                                             static_cast<mqtt_connection::listener*>(&l));
+  l.conn->open();
 }
 
-void native_upstream::schedule_retry() {
+void native_upstream::schedule_retry(link& l) {
   if (stopped_) return;
-  const auto base = backoff_;
-  backoff_ = std::min(base * 2, settings_.reconnect_max);
+  const auto base = l.backoff;
+  l.backoff = std::min(base * 2, settings_.reconnect_max);
   std::uniform_real_distribution<double> scale(1.0 - settings_.reconnect_jitter,
                                                1.0 + settings_.reconnect_jitter);
   const auto delay = std::chrono::milliseconds(std::max<std::int64_t>(
       1, static_cast<std::int64_t>(static_cast<double>(base.count()) * scale(rng_))));
-  spdlog::debug("upstream: gateway connection retries in {} ms", delay.count());
-  retry_timer_.expires_after(delay);
-  retry_timer_.async_wait(
-      [w = std::weak_ptr<anchor>(anchor_)](const boost::system::error_code& ec) {
-        if (ec) return;
-        if (auto a = w.lock(); a && !a->self->conn_) a->self->attempt();
-      });
+  spdlog::debug("upstream: {} retries in {} ms", who(l.client_id), delay.count());
+  schedule_after(l, delay);
 }
 
-void native_upstream::on_open(bool session_present) {
-  const bool again = established_;
-  established_ = true;
-  backoff_ = settings_.reconnect_min;
+void native_upstream::schedule_after(link& l, std::chrono::milliseconds delay) {
+  l.retry_timer.expires_after(delay);
+  l.retry_timer.async_wait([w = l.weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto x = w.lock()) {
+      x->after_replace = false;
+      x->owner.attempt(*x);
+    }
+  });
+}
+
+void native_upstream::close_link(link& l, std::function<void()> on_done) {
+  if (!l.conn) {
+    if (on_done) boost::asio::post(io_, std::move(on_done));
+    return;
+  }
+  auto conn = std::exchange(l.conn, nullptr);
+  std::erase_if(closing_, [](const auto& w) { return w.expired(); });
+  closing_.push_back(conn);
+  conn->close_gracefully(std::move(on_done));  // DISCONNECT if open, else just closed
+}
+
+void native_upstream::on_open(link& l, bool session_present) {
+  const bool again = l.established;
+  l.established = true;
+  l.backoff = settings_.reconnect_min;
   ++stats_.connects;
   if (again) ++stats_.reconnects;
   note_broker_up();
-  spdlog::debug("upstream: gateway connection {}connected (session present: {})", again ? "re" : "",
-                session_present);
-  resend_after_reconnect(session_present);
-  publish_status("online");
-  conn_->flush();
-  emit(std::string(gateway_connection), mqttsn::upstream_connected{session_present});
+  spdlog::debug("upstream: {} {}connected (session present: {})", who(l.client_id),
+                again ? "re" : "", session_present);
+  resend_after_reconnect(l, session_present);
+  if (l.gateway_level) publish_status(l, "online");
+  l.conn->flush();
+  emit(l.client_id, mqttsn::upstream_connected{session_present});
 }
 
-void native_upstream::on_refused(std::uint8_t code) {
-  conn_.reset();
+void native_upstream::on_refused(const std::shared_ptr<link>& l, std::uint8_t code) {
+  l->conn.reset();
   ++stats_.refusals;
-  spdlog::info("upstream: broker refused gateway connection: {}", connack_reason(code));
-  // Credentials or ACLs may be fixed at the broker: keep trying, slowly.
-  backoff_ = settings_.reconnect_max;
-  schedule_retry();
+  const std::string reason = connack_reason(code);
+  spdlog::info("upstream: broker refused {}: {}", who(l->client_id), reason);
+  if (l->gateway_level || l->established) {
+    // Credentials or ACLs may be fixed at the broker: keep trying, slowly.
+    l->backoff = settings_.reconnect_max;
+    schedule_retry(*l);
+    if (!l->gateway_level) emit(l->client_id, mqttsn::upstream_refused{reason});
+    return;
+  }
+  if (auto it = links_.find(l->client_id); it != links_.end() && it->second == l) links_.erase(it);
+  l->retry_timer.cancel();
+  emit(l->client_id, mqttsn::upstream_refused{reason});
 }
 
-void native_upstream::on_closed(const std::string& reason, bool was_open,
+void native_upstream::on_closed(link& l, const std::string& reason, bool was_open,
                                 const std::string& tls_verify) {
-  conn_.reset();
-  waiting_.clear();  // requests without a packet id go at the next connection, in order
+  l.conn.reset();
+  l.waiting.clear();  // requests without a packet id go at the next connection, in order
   if (was_open) {
     ++stats_.connection_losses;
     note_broker_down("connection lost: " + reason);
-    spdlog::debug("upstream: gateway connection lost: {}", reason);
-    schedule_retry();
-    emit(std::string(gateway_connection), mqttsn::upstream_lost{});
+    spdlog::debug("upstream: {} lost its connection: {}", who(l.client_id), reason);
+    schedule_retry(l);
+    emit(l.client_id, mqttsn::upstream_lost{});
     return;
   }
   ++stats_.connect_failures;
@@ -304,36 +450,37 @@ void native_upstream::on_closed(const std::string& reason, bool was_open,
         settings_.broker, tls_verify);
   }
   note_broker_down("cannot connect: " + reason);
-  spdlog::debug("upstream: gateway connection could not connect: {}", reason);
-  schedule_retry();
+  spdlog::debug("upstream: {} could not connect: {}", who(l.client_id), reason);
+  schedule_retry(l);
 }
 
 // ---- requests ----
 
-void native_upstream::add_request(request r) {
-  const auto id = next_request_++;
-  auto& req = requests_.emplace(id, std::move(r)).first->second;
-  if (!up()) return;  // kept until the next connection
-  if (!waiting_.empty() || !assign_packet_id(id, req)) {
-    waiting_.push_back(id);
-    return;
+std::uint64_t native_upstream::add_request(link& l, request r) {
+  const auto id = l.next_request++;
+  auto& req = l.requests.emplace(id, std::move(r)).first->second;
+  if (!l.up()) return id;  // kept until the next connection
+  if (!l.waiting.empty() || !assign_packet_id(l, id, req)) {
+    l.waiting.push_back(id);
+    return id;
   }
-  write(req, false);
-  conn_->flush();
+  write(l, req, false);
+  l.conn->flush();
+  return id;
 }
 
-bool native_upstream::assign_packet_id(std::uint64_t id, request& r) {
-  if (by_packet_id_.size() >= 65535) return false;
+bool native_upstream::assign_packet_id(link& l, std::uint64_t id, request& r) {
+  if (l.by_packet_id.size() >= 65535) return false;
   do {
-    ++last_packet_id_;
-  } while (last_packet_id_ == 0 || by_packet_id_.contains(last_packet_id_));
-  r.packet_id = last_packet_id_;
-  by_packet_id_.emplace(r.packet_id, id);
+    ++l.last_packet_id;
+  } while (l.last_packet_id == 0 || l.by_packet_id.contains(l.last_packet_id));
+  r.packet_id = l.last_packet_id;
+  l.by_packet_id.emplace(r.packet_id, id);
   return true;
 }
 
-void native_upstream::write(request& r, bool dup) {
-  auto& out = conn_->queue();
+void native_upstream::write(link& l, request& r, bool dup) {
+  auto& out = l.conn->queue();
   switch (r.what) {
     case request::kind::publish:
       if (r.at == request::stage::released) {
@@ -353,95 +500,99 @@ void native_upstream::write(request& r, bool dup) {
       r.at = request::stage::sent;
       break;
   }
-  conn_->note_queued();
+  l.conn->note_queued();
 }
 
-void native_upstream::send_waiting() {
+void native_upstream::send_waiting(link& l) {
   bool wrote = false;
-  while (!waiting_.empty() && up()) {
-    auto it = requests_.find(waiting_.front());
-    if (it == requests_.end()) {
-      waiting_.pop_front();
+  while (!l.waiting.empty() && l.up()) {
+    auto it = l.requests.find(l.waiting.front());
+    if (it == l.requests.end()) {
+      l.waiting.pop_front();
       continue;
     }
-    if (!assign_packet_id(it->first, it->second)) break;
-    waiting_.pop_front();
-    write(it->second, false);
+    if (!assign_packet_id(l, it->first, it->second)) break;
+    l.waiting.pop_front();
+    write(l, it->second, false);
     wrote = true;
   }
-  if (wrote) conn_->flush();
+  if (wrote) l.conn->flush();
 }
 
-void native_upstream::resend_after_reconnect(bool session_present) {
-  waiting_.clear();
+void native_upstream::resend_after_reconnect(link& l, bool session_present) {
+  l.waiting.clear();
   if (!session_present) {
     // A new session at the broker: it holds none of our packet ids, and the session (or
     // aggregating_upstream) resends every request it still holds.
-    if (!requests_.empty())
-      spdlog::debug("upstream: no session at the broker: {} requests dropped", requests_.size());
-    requests_.clear();
-    by_packet_id_.clear();
-    inbound_qos2_.clear();
+    if (!l.requests.empty())
+      spdlog::debug("upstream: no session at the broker for {}: {} requests dropped",
+                    who(l.client_id), l.requests.size());
+    l.requests.clear();
+    l.by_packet_id.clear();
+    l.inbound_qos2.clear();
     return;
   }
   std::size_t resent = 0;
-  for (auto& [id, r] : requests_) {
+  for (auto& [id, r] : l.requests) {
     if (r.packet_id != 0) {
-      write(r, r.what == request::kind::publish);  // same id; DUP on a PUBLISH, PUBREL if released
+      write(l, r, r.what == request::kind::publish);  // same id; DUP, or PUBREL if released
       ++resent;
-    } else if (!waiting_.empty() || !assign_packet_id(id, r)) {
-      waiting_.push_back(id);
+    } else if (!l.waiting.empty() || !assign_packet_id(l, id, r)) {
+      l.waiting.push_back(id);
     } else {
-      write(r, false);
+      write(l, r, false);
     }
   }
   if (resent > 0)
-    spdlog::debug("upstream: {} requests in flight sent again (session present)", resent);
+    spdlog::debug("upstream: {}: {} requests in flight sent again (session present)",
+                  who(l.client_id), resent);
 }
 
-void native_upstream::publish_status(const char* text) {
+void native_upstream::publish_status(link& l, const char* text) {
   const std::string_view t = text;
-  const auto id = next_request_;
-  add_request(request{request::kind::publish, request::stage::unsent, 0, settings_.status_topic,
-                      mqttsn::bytes(t.begin(), t.end()), 1, true, 0});
+  const auto id = add_request(
+      l, request{request::kind::publish, request::stage::unsent, 0, settings_.status_topic,
+                 mqttsn::bytes(t.begin(), t.end()), 1, true, 0});
   if (t == "offline") {
-    auto it = requests_.find(id);
-    offline_packet_id_ = it != requests_.end() ? it->second.packet_id : 0;
+    auto it = l.requests.find(id);
+    offline_packet_id_ = it != l.requests.end() ? it->second.packet_id : 0;
   }
 }
 
 // ---- broker packets ----
 
-void native_upstream::on_packet(m::packet&& p) {
+void native_upstream::on_packet(link& l, m::packet&& p) {
+  const auto ack = [&](m::packet_type t, std::uint16_t id) {
+    if (!l.conn) return;  // the handler closed it
+    m::append_ack(l.conn->queue(), t, id);
+    l.conn->note_queued();
+    l.conn->flush();
+  };
   std::visit(mqttsn::overloaded{
-                 [&](m::publish_packet& x) { on_publish(std::move(x)); },
+                 [&](m::publish_packet& x) { on_publish(l, std::move(x)); },
                  [&](const m::puback_packet& a) {
-                   answer(a.packet_id, request::kind::publish, std::nullopt);
+                   answer(l, a.packet_id, request::kind::publish, std::nullopt);
                  },
                  [&](const m::pubrec_packet& a) {
-                   auto it = by_packet_id_.find(a.packet_id);
-                   if (it == by_packet_id_.end()) return;
-                   auto& r = requests_.at(it->second);
+                   auto it = l.by_packet_id.find(a.packet_id);
+                   if (it == l.by_packet_id.end()) return;
+                   auto& r = l.requests.at(it->second);
                    if (r.what != request::kind::publish || r.q != 2) return;
                    r.at = request::stage::released;
-                   m::append_ack(conn_->queue(), m::packet_type::pubrel, a.packet_id);
-                   conn_->note_queued();
-                   conn_->flush();
+                   ack(m::packet_type::pubrel, a.packet_id);
                  },
                  [&](const m::pubcomp_packet& a) {
-                   answer(a.packet_id, request::kind::publish, std::nullopt);
+                   answer(l, a.packet_id, request::kind::publish, std::nullopt);
                  },
                  [&](const m::suback_packet& a) {
-                   answer(a.packet_id, request::kind::subscribe, a.return_codes.front());
+                   answer(l, a.packet_id, request::kind::subscribe, a.return_codes.front());
                  },
                  [&](const m::unsuback_packet& a) {
-                   answer(a.packet_id, request::kind::unsubscribe, std::nullopt);
+                   answer(l, a.packet_id, request::kind::unsubscribe, std::nullopt);
                  },
                  [&](const m::pubrel_packet& a) {
-                   inbound_qos2_.erase(a.packet_id);
-                   m::append_ack(conn_->queue(), m::packet_type::pubcomp, a.packet_id);
-                   conn_->note_queued();
-                   conn_->flush();
+                   l.inbound_qos2.erase(a.packet_id);
+                   ack(m::packet_type::pubcomp, a.packet_id);
                  },
                  [&](const auto&) {
                    spdlog::debug("upstream: unexpected packet from the broker ignored");
@@ -450,7 +601,7 @@ void native_upstream::on_packet(m::packet&& p) {
              p);
 }
 
-void native_upstream::on_publish(m::publish_packet&& p) {
+void native_upstream::on_publish(link& l, m::publish_packet&& p) {
   const auto id = p.packet_id;
   const auto q = p.qos;
   bool deliver = true;
@@ -459,50 +610,46 @@ void native_upstream::on_publish(m::publish_packet&& p) {
   // DUP): the broker lost its side of the old one, e.g. Mosquitto killed before it saved the
   // PUBLISH it had sent us, and reused the id after the restart. Withholding it would answer
   // PUBREC for a message nobody gets (seen in the outage soak, docs/robustness.md).
-  if (q == 2) deliver = inbound_qos2_.insert(id).second || !p.dup;
+  if (q == 2) deliver = l.inbound_qos2.insert(id).second || !p.dup;
   if (deliver) {
     ++stats_.messages;
-    spdlog::debug("upstream: gateway connection <- '{}' ({} bytes, QoS {}{})", p.topic,
+    spdlog::debug("upstream: {} <- '{}' ({} bytes, QoS {}{})", who(l.client_id), p.topic,
                   p.payload.size(), q, p.retain ? ", retained" : "");
-    emit(std::string(gateway_connection),
-         mqttsn::upstream_message{std::move(p.topic), std::move(p.payload), from_wire_qos(q),
-                                  p.retain});
+    emit(l.client_id, mqttsn::upstream_message{std::move(p.topic), std::move(p.payload),
+                                               from_wire_qos(q), p.retain});
   }
-  if (q == 0 || !conn_) return;  // conn_ is gone if the handler stopped everything
-  m::append_ack(conn_->queue(), q == 1 ? m::packet_type::puback : m::packet_type::pubrec, id);
-  conn_->note_queued();
-  conn_->flush();
+  if (q == 0 || !l.conn) return;  // conn is gone if the handler closed it
+  m::append_ack(l.conn->queue(), q == 1 ? m::packet_type::puback : m::packet_type::pubrec, id);
+  l.conn->note_queued();
+  l.conn->flush();
 }
 
-void native_upstream::answer(std::uint16_t packet_id, request::kind what,
+void native_upstream::answer(link& l, std::uint16_t packet_id, request::kind what,
                              std::optional<std::uint8_t> granted) {
-  auto it = by_packet_id_.find(packet_id);
-  if (it == by_packet_id_.end()) return;  // answered before, or dropped with its session
-  auto r = requests_.find(it->second);
-  if (r == requests_.end() || r->second.what != what) return;
+  auto it = l.by_packet_id.find(packet_id);
+  if (it == l.by_packet_id.end()) return;  // answered before, or dropped with its session
+  auto r = l.requests.find(it->second);
+  if (r == l.requests.end() || r->second.what != what) return;
   const auto ref = r->second.ref;
-  by_packet_id_.erase(it);
-  requests_.erase(r);
-  if (packet_id == offline_packet_id_ && offline_packet_id_ != 0) offline_acked_ = true;
+  l.by_packet_id.erase(it);
+  l.requests.erase(r);
+  if (l.gateway_level && packet_id == offline_packet_id_ && offline_packet_id_ != 0)
+    offline_acked_ = true;
   if (what == request::kind::publish) ++stats_.acks;
   if (ref != 0) {
     switch (what) {
-      case request::kind::publish:
-        emit(std::string(gateway_connection), mqttsn::upstream_published{ref});
-        break;
+      case request::kind::publish: emit(l.client_id, mqttsn::upstream_published{ref}); break;
       case request::kind::subscribe: {
         std::optional<mqttsn::qos> q;
         if (granted && *granted <= 2) q = from_wire_qos(*granted);
-        if (!q) spdlog::debug("upstream: broker refused a subscription of the gateway connection");
-        emit(std::string(gateway_connection), mqttsn::upstream_subscribed{ref, q});
+        if (!q) spdlog::debug("upstream: broker refused a subscription of {}", who(l.client_id));
+        emit(l.client_id, mqttsn::upstream_subscribed{ref, q});
         break;
       }
-      case request::kind::unsubscribe:
-        emit(std::string(gateway_connection), mqttsn::upstream_unsubscribed{ref});
-        break;
+      case request::kind::unsubscribe: emit(l.client_id, mqttsn::upstream_unsubscribed{ref}); break;
     }
   }
-  if (!waiting_.empty()) send_waiting();
+  if (!l.waiting.empty() && l.up()) send_waiting(l);
 }
 
 // ---- events and logs ----

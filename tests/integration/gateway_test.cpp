@@ -38,11 +38,17 @@ class gateway_fixture : public ::testing::Test {
  protected:
   virtual std::string mode() const = 0;
   virtual std::string link() const { return "udp"; }
+  // The MQTT client of the broker connections (upstream-client).
+  virtual std::string client() const { return "native"; }
   bool serial() const { return link() != "udp"; }
   // `args` plus --mode, and the serial line's flags: every gateway a test starts runs like that.
   std::vector<std::string> with_mode(std::vector<std::string> args) const {
     args.push_back("--mode");
     args.push_back(mode());
+    if (std::find(args.begin(), args.end(), "--upstream-client") == args.end()) {
+      args.push_back("--upstream-client");
+      args.push_back(client());
+    }
     return sim ? sim->gateway_args(std::move(args)) : args;
   }
   void start(std::vector<std::string> gateway_args = {"--predefined", "7=pre/seven"}, broker_options bo = {}) {
@@ -80,9 +86,12 @@ class gateway_fixture : public ::testing::Test {
 struct e2e_param {
   std::string mode;  // transparent | aggregating
   std::string link;  // udp | xbee-api2 | raw
+  std::string client = "native";  // upstream-client: native | paho
 };
 // How gtest shows the parameter (instead of its bytes).
-void PrintTo(const e2e_param& p, std::ostream* os) { *os << p.mode << " over " << p.link; }
+void PrintTo(const e2e_param& p, std::ostream* os) {
+  *os << p.mode << " over " << p.link << " (" << p.client << " client)";
+}
 
 // The daemon's end-to-end suite, run in both modes, and over UDP and serial links: the session
 // core does not know which mode runs nor what carries its frames, so every assertion holds in all.
@@ -90,6 +99,7 @@ class GatewayEndToEnd : public gateway_fixture, public ::testing::WithParamInter
  protected:
   std::string mode() const override { return GetParam().mode; }
   std::string link() const override { return GetParam().link; }
+  std::string client() const override { return GetParam().client; }
 };
 
 // Flows with two clients on one line: raw framing without forwarder encapsulation carries one.
@@ -413,8 +423,13 @@ TEST_P(GatewayEndToEnd, broker_restart_loses_no_qos1_message) {
   EXPECT_TRUE(wait_until([&] { return gateway->stat("broker") >= 1U; }, 15s)) << gateway->log();
 }
 
-const auto udp_modes = ::testing::Values(e2e_param{"transparent", "udp"}, e2e_param{"aggregating", "udp"});
-std::string udp_name(const ::testing::TestParamInfo<e2e_param>& p) { return p.param.mode; }
+// Transparent mode with each MQTT client (native, the default, and paho); aggregating mode's
+// clients are covered by GatewayAggregating below.
+const auto udp_modes = ::testing::Values(e2e_param{"transparent", "udp"}, e2e_param{"transparent", "udp", "paho"},
+                                         e2e_param{"aggregating", "udp"});
+std::string udp_name(const ::testing::TestParamInfo<e2e_param>& p) {
+  return p.param.client == "native" ? p.param.mode : p.param.mode + "_" + p.param.client;
+}
 // Serial instances are named Serial/...: ctest gives them the label `serial` too.
 const auto xbee = e2e_param{"transparent", "xbee-api2"};
 const auto raw = e2e_param{"aggregating", "raw"};

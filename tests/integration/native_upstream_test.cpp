@@ -1,7 +1,8 @@
-// gateway::native_upstream (the gateway's own MQTT 3.1.1 client for aggregating mode's shared
-// connection) against a scripted broker on loopback, which checks every packet the client sends
-// and answers exactly what a test needs (session present or not, a lost PUBACK, a DUP PUBLISH),
-// and against the real Mosquitto for a round trip and a restart that keeps the session.
+// gateway::native_upstream (the gateway's own MQTT 3.1.1 client: aggregating mode's shared
+// connection and transparent mode's per-client ones) against a scripted broker on loopback, which
+// checks every packet the client sends and answers exactly what a test needs (session present or
+// not, a lost PUBACK, a DUP PUBLISH), and against the real Mosquitto for a round trip and a restart
+// that keeps the session.
 #include "gateway/native_upstream.hpp"
 
 #include <mutex>
@@ -41,19 +42,21 @@ class recorder {
       events_.emplace_back(client_id, std::move(e));
     };
   }
+  // Events of one connection (the gateway-level one unless `client_id` says otherwise).
   template <class T>
-  std::vector<T> all() const {
+  std::vector<T> all(const std::string& client_id = gw) const {
     std::lock_guard lock(mutex_);
     std::vector<T> out;
     for (const auto& [id, e] : events_) {
-      if (id == gw && std::holds_alternative<T>(e)) out.push_back(std::get<T>(e));
+      if (id == client_id && std::holds_alternative<T>(e)) out.push_back(std::get<T>(e));
     }
     return out;
   }
   template <class T>
-  std::optional<T> wait(std::size_t n = 1, std::chrono::milliseconds timeout = patience) const {
-    if (!wait_until([&] { return all<T>().size() >= n; }, timeout)) return std::nullopt;
-    return all<T>()[n - 1];
+  std::optional<T> wait(std::size_t n = 1, std::chrono::milliseconds timeout = patience,
+                        const std::string& client_id = gw) const {
+    if (!wait_until([&] { return all<T>(client_id).size() >= n; }, timeout)) return std::nullopt;
+    return all<T>(client_id)[n - 1];
   }
 
  private:
@@ -509,11 +512,148 @@ TEST_F(NativeUpstream, an_unanswered_ping_is_a_lost_connection) {
   EXPECT_EQ(stats().connection_losses, 1U);
 }
 
-TEST_F(NativeUpstream, per_client_connections_are_refused) {
+// Transparent mode: a connection per client with the client's clean session, keep-alive, will
+// and its own login; its requests and events carry its client id.
+TEST_F(NativeUpstream, a_client_connection_carries_the_clients_will_keep_alive_and_login) {
+  scripted_broker broker;
+  auto s = settings_for(broker.uri());
+  s.login = gateway::broker_login{"gw-user", "gw-secret"};
+  s.client_logins.emplace("sensor-1", gateway::broker_login{"s1-user", "s1-secret"});
+  start(s);
+  auto g = broker.accept_session(false);
+  ASSERT_TRUE(g);
+  mqttsn::upstream_connect uc;
+  uc.clean_session = true;
+  uc.keep_alive = 45;
+  uc.will = mqttsn::will_message{"w/sensor-1", to_bytes("gone"), mqttsn::qos::at_least_once, true};
+  io_.call([&] { up_->connect("sensor-1", uc); });
+  auto c = broker.accept();
+  ASSERT_TRUE(c);
+  auto seen = c->expect<m::connect_packet>();
+  EXPECT_EQ(seen.client_id, "sensor-1");
+  EXPECT_TRUE(seen.clean_session);
+  EXPECT_EQ(seen.keep_alive, 45);
+  ASSERT_TRUE(seen.will.has_value());
+  EXPECT_EQ(seen.will->topic, "w/sensor-1");
+  EXPECT_EQ(seen.will->payload, to_bytes("gone"));
+  EXPECT_EQ(seen.will->qos, 1);
+  EXPECT_TRUE(seen.will->retain);
+  EXPECT_EQ(seen.username, "s1-user");
+  EXPECT_EQ(seen.password, to_bytes("s1-secret"));
+  c->send(m::connack_packet{false, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
+  EXPECT_TRUE(io_.call([&] { return up_->connected("sensor-1"); }));
+
+  io_.call([&] {
+    up_->publish("sensor-1", {7, "t/s1", to_bytes("x"), mqttsn::qos::at_least_once, false});
+  });
+  auto pub = c->expect<m::publish_packet>();
+  EXPECT_EQ(pub.topic, "t/s1");
+  c->send(m::puback_packet{pub.packet_id});
+  auto acked = events_.wait<mqttsn::upstream_published>(1, patience, "sensor-1");
+  ASSERT_TRUE(acked);
+  EXPECT_EQ(acked->ref, 7U);
+  EXPECT_TRUE(events_.all<mqttsn::upstream_published>().empty());  // not the gateway's
+
+  // A client without a login of its own uses the gateway's.
+  io_.call([&] { up_->connect("sensor-2", {}); });
+  auto c2 = broker.accept();
+  ASSERT_TRUE(c2);
+  auto seen2 = c2->expect<m::connect_packet>();
+  EXPECT_EQ(seen2.username, "gw-user");
+  EXPECT_FALSE(seen2.will.has_value());
+
+  // disconnect(): DISCONNECT, and the request in flight is never answered.
+  io_.call([&] {
+    up_->publish("sensor-1", {8, "t/s1", to_bytes("y"), mqttsn::qos::at_least_once, false});
+  });
+  auto pub2 = c->expect<m::publish_packet>();
+  io_.call([&] { up_->disconnect("sensor-1"); });
+  c->expect<m::disconnect_packet>();
+  EXPECT_TRUE(c->closed_by_client(patience));
+  EXPECT_FALSE(io_.call([&] { return up_->connected("sensor-1"); }));
+  EXPECT_EQ(events_.all<mqttsn::upstream_published>("sensor-1").size(), 1U);
+}
+
+// A refusal of a client's first connection is final: upstream_refused with the broker's reason,
+// and the client is forgotten (no retry). After an established connection, a refusal is reported
+// and retried.
+TEST_F(NativeUpstream, a_first_refusal_forgets_the_client_a_later_one_is_retried) {
   scripted_broker broker;
   start(settings_for(broker.uri()));
+  auto g = broker.accept_session(false);  // kept open: the gateway-level connection
+  ASSERT_TRUE(g);
   io_.call([&] { up_->connect("sensor-1", {}); });
-  ASSERT_TRUE(wait_until([&] { return stats().refusals == 1; }, patience));
+  {
+    auto c = broker.accept();
+    ASSERT_TRUE(c);
+    c->expect<m::connect_packet>();
+    c->send(m::connack_packet{false, 5});
+    auto refused = events_.wait<mqttsn::upstream_refused>(1, patience, "sensor-1");
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->reason, "not authorized");
+  }
+  EXPECT_FALSE(broker.accept(500ms)) << "a refused first connection was retried";
+  EXPECT_EQ(io_.call([&] { return up_->connections(); }), 1U);  // the gateway-level one
+
+  io_.call([&] { up_->connect("sensor-2", {}); });
+  auto c = broker.accept();
+  ASSERT_TRUE(c);
+  c->expect<m::connect_packet>();
+  c->send(m::connack_packet{false, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-2"));
+  c->close();  // lost: reported, and reconnected
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_lost>(1, patience, "sensor-2"));
+  auto again = broker.accept();
+  ASSERT_TRUE(again);
+  again->expect<m::connect_packet>();
+  again->send(m::connack_packet{false, 4});
+  auto refused = events_.wait<mqttsn::upstream_refused>(1, patience, "sensor-2");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->reason, "bad user name or password");
+  auto third = broker.accept();  // retried at reconnect_max pace
+  ASSERT_TRUE(third);
+  third->expect<m::connect_packet>();
+  third->send(m::connack_packet{false, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(2, patience, "sensor-2"));
+  EXPECT_EQ(stats().refusals, 2U);
+}
+
+// connect() of a client that has a connection: the old one sends DISCONNECT (the broker drops
+// its will) before the new CONNECT is written.
+TEST_F(NativeUpstream, a_client_connecting_again_closes_its_old_connection_first) {
+  scripted_broker broker;
+  start(settings_for(broker.uri()));
+  auto g = broker.accept_session(false);  // kept open: the gateway-level connection
+  ASSERT_TRUE(g);
+  mqttsn::upstream_connect uc;
+  uc.will = mqttsn::will_message{"w/s", to_bytes("gone"), mqttsn::qos::at_most_once, false};
+  io_.call([&] { up_->connect("sensor-1", uc); });
+  auto old = broker.accept();
+  ASSERT_TRUE(old);
+  old->expect<m::connect_packet>();
+  old->send(m::connack_packet{false, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
+
+  io_.call([&] { up_->connect("sensor-1", uc); });
+  old->expect<m::disconnect_packet>();
+  EXPECT_TRUE(old->closed_by_client(patience));
+  auto fresh = broker.accept();
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->expect<m::connect_packet>().client_id, "sensor-1");
+  fresh->send(m::connack_packet{false, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(2, patience, "sensor-1"));
+  EXPECT_TRUE(events_.all<mqttsn::upstream_lost>("sensor-1").empty());
+  EXPECT_EQ(io_.call([&] { return up_->connections(); }), 2U);
+}
+
+// The gateway's own upstream client id is not a client's.
+TEST_F(NativeUpstream, a_client_with_the_gateways_client_id_is_refused) {
+  scripted_broker broker;
+  auto s = settings_for(broker.uri());
+  start(s);
+  io_.call([&] { up_->connect(s.gateway_client_id, {}); });
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_refused>(1, patience, s.gateway_client_id));
 }
 
 // Against Mosquitto: a round trip on the shared connection, and a broker restart (with
