@@ -289,7 +289,7 @@ bool is_file_key(const key_info& k) {
 constexpr std::array<const char*, 6> log_level_names = {"trace", "debug", "info",
                                                         "warn",  "error", "off"};
 constexpr std::array<const char*, 2> mode_names = {"transparent", "aggregating"};
-constexpr std::array<const char*, 2> upstream_client_names = {"native", "paho"};
+constexpr std::array<const char*, 3> upstream_client_names = {"native", "paho", "auto"};
 constexpr std::array<const char*, 3> serial_framing_names = {"xbee-api1", "xbee-api2", "raw"};
 constexpr std::array<const char*, 3> serial_flow_names = {"none", "rtscts", "xonxoff"};
 constexpr std::array<unsigned, 11> standard_bauds = {1200,  2400,   4800,   9600,   19200, 38400,
@@ -363,7 +363,7 @@ const std::vector<key_info>& keys() {
        },
        "mqttsn-gw-<gateway-id>"},
       {"upstream-client", "Broker", "CLIENT",
-       "MQTT client of the broker connections (both modes): native (the gateway's own) or paho",
+       "MQTT client of the broker connections: native (the gateway's own), paho, or auto (native in aggregating mode, paho in transparent mode)",
        key_kind::single,
        [](const config& c) -> std::string {
          return upstream_client_names.at(static_cast<std::size_t>(c.upstream_client));

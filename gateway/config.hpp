@@ -20,7 +20,9 @@ namespace gateway {
 
 enum class gateway_mode : std::uint8_t { transparent, aggregating };
 // The MQTT client of aggregating mode's shared broker connection.
-enum class upstream_client_kind : std::uint8_t { native, paho };
+// automatic: native in aggregating mode, paho in transparent mode (until the native client passes
+// transparent mode's broker-kill outage test reliably, docs/native-upstream.md).
+enum class upstream_client_kind : std::uint8_t { native, paho, automatic };
 enum class log_level : std::uint8_t { trace, debug, info, warn, error, off };
 // --serial-framing: XBee API mode 1, XBee API mode 2 (escaped), or bare MQTT-SN length framing.
 enum class serial_framing : std::uint8_t { xbee_api1, xbee_api2, raw };
@@ -39,7 +41,7 @@ struct config {
   std::vector<udp_listen> udp{{"0.0.0.0", 1884}};
   std::uint8_t gateway_id = 1;
   gateway_mode mode = gateway_mode::transparent;
-  upstream_client_kind upstream_client = upstream_client_kind::native;
+  upstream_client_kind upstream_client = upstream_client_kind::automatic;
   // --predefined-file's entries, then --predefined ID=TOPIC's.
   std::vector<std::pair<mqttsn::topic_id, std::string>> predefined;
   std::string predefined_file;

@@ -205,13 +205,19 @@ void native_upstream::connect(const std::string& client_id, const mqttsn::upstre
       // The DISCONNECT must reach the broker before the new CONNECT, or the broker would see a
       // takeover and publish the old will. The timer is the fallback should it never be written.
       l->after_replace = true;
-      close_link(*old, [w = std::weak_ptr<link>(l)] {
-        if (auto x = w.lock(); x && x->after_replace) {
-          x->after_replace = false;
-          x->retry_timer.cancel();
-          x->owner.attempt(*x);
-        }
+      // Whichever link holds the id when the DISCONNECT is written (connect() may come again).
+      close_link(*old, [a = std::weak_ptr<anchor>(anchor_), client_id] {
+        auto self = a.lock();
+        if (!self) return;
+        auto found = self->self->links_.find(client_id);
+        if (found == self->self->links_.end() || !found->second->after_replace) return;
+        auto x = found->second;
+        x->after_replace = false;
+        x->retry_timer.cancel();
+        x->owner.attempt(*x);
       });
+    } else if (old->after_replace) {
+      l->after_replace = true;  // the DISCONNECT before it is still being written
     }
   }
   links_.emplace(client_id, l);

@@ -427,7 +427,8 @@ TEST(ConfigCommandLine, every_log_level_and_mode) {
   EXPECT_EQ(parse_ok({"--log-level", "off"}).level, log_level::off);
   EXPECT_EQ(parse_ok({"--mode", "transparent"}).mode, gateway_mode::transparent);
   EXPECT_EQ(parse_ok({"--mode", "aggregating"}).mode, gateway_mode::aggregating);
-  EXPECT_EQ(parse_ok({}).upstream_client, gateway::upstream_client_kind::native);
+  EXPECT_EQ(parse_ok({}).upstream_client, gateway::upstream_client_kind::automatic);
+  EXPECT_EQ(parse_ok({"--upstream-client", "auto"}).upstream_client, gateway::upstream_client_kind::automatic);
   EXPECT_EQ(parse_ok({"--upstream-client", "paho"}).upstream_client, gateway::upstream_client_kind::paho);
   EXPECT_EQ(parse_ok({"--upstream-client", "native"}).upstream_client, gateway::upstream_client_kind::native);
 }
@@ -711,7 +712,7 @@ TEST(ConfigErrors, numbers) {
 TEST(ConfigErrors, choices_and_topics) {
   expect_errors({
       {{"--mode", "bridge"}, "--mode: 'bridge' is not one of transparent or aggregating"},
-      {{"--upstream-client", "mosquitto"}, "--upstream-client: 'mosquitto' is not one of native or paho"},
+      {{"--upstream-client", "mosquitto"}, "--upstream-client: 'mosquitto' is not one of native, paho or auto"},
       {{"--mode", "Transparent"}, "--mode: 'Transparent' is not one of transparent or aggregating"},
       {{"--log-level", "verbose"},
        "--log-level: 'verbose' is not one of trace, debug, info, warn, error or off"},
