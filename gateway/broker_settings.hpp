@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 namespace gateway {
 
 // TLS toward an ssl:// broker (ignored for tcp://). The broker's certificate and host name are
@@ -83,5 +85,30 @@ inline std::string to_counters(const paho_stats& s) {
          " publishes_dropped=" + std::to_string(s.publishes_dropped) +
          " acks=" + std::to_string(s.acks) + " messages=" + std::to_string(s.messages);
 }
+
+// Whether the broker is reachable, as the logs tell it: one info line when it goes down and one
+// when it is back, whatever the number of connections. Shared by paho_upstream and native_upstream.
+class broker_status {
+ public:
+  bool down() const noexcept { return state_ == state::down; }
+  void note_up(const std::string& broker) {
+    if (state_ == state::up) return;
+    if (state_ == state::down) {
+      spdlog::info("upstream: broker {} is back", broker);
+    } else {
+      spdlog::info("upstream: connected to broker {}", broker);
+    }
+    state_ = state::up;
+  }
+  void note_down(const std::string& broker, const std::string& why) {
+    if (state_ == state::down) return;
+    spdlog::info("upstream: broker {} is {} ({}); reconnecting with backoff", broker,
+                 state_ == state::up ? "down" : "unreachable", why);
+    state_ = state::down;
+  }
+
+ private:
+  enum class state : std::uint8_t { unknown, up, down } state_ = state::unknown;
+};
 
 }  // namespace gateway

@@ -409,7 +409,7 @@ void native_upstream::on_open(link& l, bool session_present) {
   l.backoff = settings_.reconnect_min;
   ++stats_.connects;
   if (again) ++stats_.reconnects;
-  note_broker_up();
+  broker_.note_up(settings_.broker);
   spdlog::debug("upstream: {} {}connected (session present: {})", who(l.client_id),
                 again ? "re" : "", session_present);
   resend_after_reconnect(l, session_present);
@@ -441,21 +441,21 @@ void native_upstream::on_closed(link& l, const std::string& reason, bool was_ope
   l.waiting.clear();  // requests without a packet id go at the next connection, in order
   if (was_open) {
     ++stats_.connection_losses;
-    note_broker_down("connection lost: " + reason);
+    broker_.note_down(settings_.broker, "connection lost: " + reason);
     spdlog::debug("upstream: {} lost its connection: {}", who(l.client_id), reason);
     schedule_retry(l);
     emit(l.client_id, mqttsn::upstream_lost{});
     return;
   }
   ++stats_.connect_failures;
-  if (!tls_verify.empty() && broker_ != broker_state::down) {
+  if (!tls_verify.empty() && !broker_.down()) {
     spdlog::error(
         "upstream: TLS to broker {} fails: the broker's certificate was refused: {} (check "
         "--broker-ca-file/"
         "--broker-ca-dir, and that the certificate names the host of --broker)",
         settings_.broker, tls_verify);
   }
-  note_broker_down("cannot connect: " + reason);
+  broker_.note_down(settings_.broker, "cannot connect: " + reason);
   spdlog::debug("upstream: {} could not connect: {}", who(l.client_id), reason);
   schedule_retry(l);
 }
@@ -669,23 +669,6 @@ void native_upstream::post_event(const std::string& client_id, mqttsn::upstream_
 
 void native_upstream::emit(const std::string& client_id, mqttsn::upstream_event event) {
   if (on_event_ && !stopped_) on_event_(client_id, std::move(event));
-}
-
-void native_upstream::note_broker_up() {
-  if (broker_ == broker_state::up) return;
-  if (broker_ == broker_state::down) {
-    spdlog::info("upstream: broker {} is back", settings_.broker);
-  } else {
-    spdlog::info("upstream: connected to broker {}", settings_.broker);
-  }
-  broker_ = broker_state::up;
-}
-
-void native_upstream::note_broker_down(const std::string& why) {
-  if (broker_ == broker_state::down) return;
-  spdlog::info("upstream: broker {} is {} ({}); reconnecting with backoff", settings_.broker,
-               broker_ == broker_state::up ? "down" : "unreachable", why);
-  broker_ = broker_state::down;
 }
 
 }  // namespace gateway

@@ -157,8 +157,6 @@ class native_upstream final : public upstream {
   void close_link(link& l, std::function<void()> on_done = {});
   void emit(const std::string& client_id, mqttsn::upstream_event event);
   void post_event(const std::string& client_id, mqttsn::upstream_event event);
-  void note_broker_up();
-  void note_broker_down(const std::string& why);
 
   boost::asio::io_context& io_;
   paho_settings settings_;
@@ -171,7 +169,7 @@ class native_upstream final : public upstream {
   bool stopped_ = false;
   std::uint16_t offline_packet_id_ = 0;  // stop(): the "offline" publish
   bool offline_acked_ = false;
-  enum class broker_state : std::uint8_t { unknown, up, down } broker_ = broker_state::unknown;
+  broker_status broker_;
   std::mt19937 rng_;
   paho_stats stats_;
   std::shared_ptr<anchor> anchor_;  // posted handlers hold a weak_ptr to it

@@ -702,7 +702,7 @@ void paho_upstream::on_connect_result(const std::shared_ptr<link>& l, std::uint6
     l->backoff = settings_.reconnect_min;
     ++stats_.connects;
     if (again) ++stats_.reconnects;
-    note_broker_up();
+    broker_.note_up(settings_.broker);
     spdlog::debug("upstream: {} {}connected (session present: {})", who(l->client_id),
                   again ? "re" : "", session_present);
     if (l->gateway_level) {
@@ -733,8 +733,8 @@ void paho_upstream::on_connect_result(const std::shared_ptr<link>& l, std::uint6
     return;
   }
   ++stats_.connect_failures;
-  if (broker_ != broker_state::down) start_tls_probe();
-  note_broker_down("cannot connect (Paho code " + std::to_string(rc) + ")");
+  if (!broker_.down()) start_tls_probe();
+  broker_.note_down(settings_.broker, "cannot connect (Paho code " + std::to_string(rc) + ")");
   spdlog::debug("upstream: {} could not connect (Paho code {})", who(l->client_id), rc);
   schedule_retry(l);
 }
@@ -747,7 +747,7 @@ void paho_upstream::on_connection_lost(const std::shared_ptr<link>& l, const std
   for (auto& [id, r] : l->requests) {
     if (r.what != request::kind::publish) r.on_wire = false;
   }
-  note_broker_down(cause.empty() ? std::string("connection lost") : "connection lost: " + cause);
+  broker_.note_down(settings_.broker, cause.empty() ? std::string("connection lost") : "connection lost: " + cause);
   spdlog::debug("upstream: {} lost its connection{}{}", who(l->client_id),
                 cause.empty() ? "" : ": ", cause);
   schedule_retry(l);
@@ -924,23 +924,6 @@ void paho_upstream::on_tls_probe(const std::string& reason) {
       "upstream: TLS to broker {} fails: {} (check --broker-ca-file/--broker-ca-dir, and that "
       "the certificate names the host of --broker)",
       settings_.broker, reason);
-}
-
-void paho_upstream::note_broker_up() {
-  if (broker_ == broker_state::up) return;
-  if (broker_ == broker_state::down) {
-    spdlog::info("upstream: broker {} is back", settings_.broker);
-  } else {
-    spdlog::info("upstream: connected to broker {}", settings_.broker);
-  }
-  broker_ = broker_state::up;
-}
-
-void paho_upstream::note_broker_down(const std::string& why) {
-  if (broker_ == broker_state::down) return;
-  spdlog::info("upstream: broker {} is {} ({}); reconnecting with backoff", settings_.broker,
-               broker_ == broker_state::up ? "down" : "unreachable", why);
-  broker_ = broker_state::down;
 }
 
 }  // namespace gateway

@@ -144,8 +144,6 @@ class paho_upstream final : public upstream {
   void on_connection_lost(const std::shared_ptr<link>& l, const std::string& cause);
   void on_message(const std::shared_ptr<link>& l, mqttsn::upstream_message m);
   void on_closed(const std::string& client_id);
-  void note_broker_up();
-  void note_broker_down(const std::string& why);
 
   boost::asio::io_context& io_;
   paho_settings settings_;
@@ -157,7 +155,7 @@ class paho_upstream final : public upstream {
   std::map<std::string, std::size_t> closing_by_id_;    // old connections whose DISCONNECT runs
   std::size_t closing_ = 0;
   std::uint64_t next_generation_ = 1;
-  enum class broker_state : std::uint8_t { unknown, up, down } broker_ = broker_state::unknown;
+  broker_status broker_;
   std::mt19937 rng_;
   paho_stats stats_;
   bool stopped_ = false;
