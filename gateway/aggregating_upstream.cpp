@@ -162,6 +162,13 @@ void aggregating_upstream::disconnect(const std::string& client_id) {
                 clean ? "clean session: its subscriptions are gone" : "its subscriptions are kept");
 }
 
+void aggregating_upstream::forget(const std::string& client_id) {
+  if (client_id.empty()) return;
+  disconnect(client_id);  // nothing when it was already detached offline
+  drop_subscriptions(client_id);
+  spdlog::debug("upstream: client '{}' forgotten: its kept subscriptions are gone", client_id);
+}
+
 void aggregating_upstream::drop_subscriptions(const std::string& client_id) {
   for (auto& filter : table_.remove_client(client_id)) {
     const auto ref = next_ref();

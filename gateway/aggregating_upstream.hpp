@@ -22,6 +22,8 @@
 //     after the broker's UNSUBACK), otherwise answered at once (posted).
 //   - disconnect(): forgets the client's requests in flight (their answers are dropped); a clean
 //     session's subscriptions go, a kept one's stay (its session keeps receiving while offline).
+//   - forget(): a kept session expired offline: its subscriptions go (UNSUBSCRIBE upstream where
+//     it was a filter's last holder).
 // The shared connection
 //   - lost: upstream_lost to every client that was answered upstream_connected. Requests in
 //     flight stay (the shared connection keeps them).
@@ -80,6 +82,7 @@ class aggregating_upstream final : public upstream {
   void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) override;
   void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) override;
   void disconnect(const std::string& client_id) override;
+  void forget(const std::string& client_id) override;
 
   const mqttsn::fanout& table() const noexcept { return table_; }
   // The shared connection's counters (the same for either client) and settings.

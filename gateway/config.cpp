@@ -589,6 +589,13 @@ const std::vector<key_info>& keys() {
        [](config& c, const std::string& w, const std::string& v) {
          c.sleep_buffer = static_cast<std::size_t>(parse_unsigned(w, v, 1, 100'000));
        }},
+      {"session-expiry", "Client sessions", "SECONDS",
+       "discard a kept session (clean session false) whose client is offline and unheard of for "
+       "SECONDS, freeing its slot (0..4294967295; 0 = never)",
+       key_kind::single, [](const config& c) { return std::to_string(c.session_expiry.count()); },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.session_expiry = std::chrono::seconds(parse_unsigned(w, v, 0, 4'294'967'295ULL));
+       }},
   };
   return table;
 }
@@ -804,6 +811,7 @@ mqttsn::session_config config::session() const {
   s.retry_count = retry_count;
   s.connect_timeout = connect_timeout;
   s.max_queued = sleep_buffer;
+  s.session_expiry = session_expiry;
   s.max_frame_size = max_frame_size;
   return s;
 }

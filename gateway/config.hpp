@@ -52,6 +52,9 @@ struct config {
   unsigned retry_count = 3;                          // N_retry
   std::size_t max_clients = 1000;
   std::size_t sleep_buffer = 100;  // messages queued per client (asleep or not)
+  // A kept session (clean session false) whose client is offline and unheard of for this long is
+  // discarded, freeing its max-clients slot; 0 = kept for ever.
+  std::chrono::seconds session_expiry{0};
   std::size_t max_frame_size = 1024;
   // SO_RCVBUF of each UDP socket: datagrams that arrive while the gateway thread is busy or
   // descheduled wait here; beyond it the kernel drops them (the kernel caps it at net.core.rmem_max).

@@ -27,6 +27,7 @@ const char* event_name(mqttsn::event e) {
     case mqttsn::event::lost: return "lost";
     case mqttsn::event::will_published: return "will published";
     case mqttsn::event::session_ended: return "session ended";
+    case mqttsn::event::session_expired: return "kept session expired unheard of (session-expiry): discarded";
     case mqttsn::event::resubscribe_failed: return "could not restore subscription, DISCONNECT sent";
     case mqttsn::event::first_drop: return "dropping messages (first of them; later ones only counted)";
     case mqttsn::event::congestion: return "limit reached, answered congestion";
@@ -181,6 +182,7 @@ void gateway::execute() {
                    [&](const mqttsn::upstream_unsubscribe& u) { up_.unsubscribe(r.client_id, u); },
                    [&](const mqttsn::upstream_disconnect&) { up_.disconnect(r.client_id); },
                    [&](const mqttsn::report& rep) {
+                     if (rep.what == mqttsn::event::session_expired) up_.forget(r.client_id);
                      const bool warn = rep.what == mqttsn::event::congestion || rep.what == mqttsn::event::first_drop ||
                                        rep.what == mqttsn::event::connect_refused ||
                                        rep.what == mqttsn::event::resubscribe_failed ||
@@ -359,6 +361,7 @@ std::string gateway::stats_line() const {
     << " connects_rejected=" << c.connects_rejected << " disconnects=" << c.disconnects << " sleeps=" << c.sleeps
     << " wakeups=" << c.wakeups << " lost_keep_alive=" << c.lost_keep_alive << " lost_sleep=" << c.lost_sleep_expired
     << " lost_retries=" << c.lost_retries << " wills=" << c.wills_published << " takeovers=" << c.takeovers
+    << " sessions_expired=" << c.sessions_expired
     << " admission_refused=" << c.admission_refused << " qos_m1_refused=" << c.qos_m1_refused
     << " publishes_denied=" << c.publishes_denied << " subscribes_denied=" << c.subscribes_denied
     << " publishes_in=" << c.publishes_from_clients << " qos_m1=" << c.qos_m1_published

@@ -47,6 +47,11 @@ class upstream {
   virtual void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) = 0;
   virtual void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) = 0;
   virtual void disconnect(const std::string& client_id) = 0;
+  // A kept session expired offline (session-expiry; after its disconnect()): what the upstream
+  // still holds for it goes. Aggregating mode unsubscribes the filters it was the last holder of.
+  // Transparent mode has nothing left: the client's connection closed when it went offline, and
+  // the broker's own session for that client id is the broker's to expire.
+  virtual void forget(const std::string& /*client_id*/) {}
 
   // The broker side's counters for the gateway's stats line: `key=value` fields separated by
   // spaces (the gateway prefixes each key with "upstream_"); empty when it keeps none.

@@ -30,6 +30,7 @@ struct counters {
   std::uint64_t lost_retries = 0;
   std::uint64_t wills_published = 0;
   std::uint64_t takeovers = 0;             // a client id moved to a new address
+  std::uint64_t sessions_expired = 0;      // kept sessions discarded after session_expiry offline
   std::uint64_t admission_refused = 0;     // clients file: unknown client id or address (CONNACK
                                            // not supported, or a PINGREQ dropped)
   std::uint64_t qos_m1_refused = 0;        // clients file: QoS -1 from an address it does not list

@@ -261,6 +261,22 @@ void session::end_if_clean(actions& out) {
   out.emplace_back(report{event::session_ended, {}});
 }
 
+// A kept session with no connection, unheard of for session_expiry (0: kept for ever).
+std::optional<time_point> session::expiry_deadline() const noexcept {
+  if (clean_session_ || ended_ || config_.session_expiry.count() <= 0) return std::nullopt;
+  return last_heard_ + config_.session_expiry;
+}
+
+// Discards a kept session as if it had been clean: what it buffered is dropped (counted), and the
+// runtime forgets it (its subscriptions included: session_ended).
+void session::expire(actions& out) {
+  ++stats_.sessions_expired;
+  out.emplace_back(report{event::session_expired, std::to_string(config_.session_expiry.count()) + " s"});
+  clear_session_state();
+  ended_ = true;
+  out.emplace_back(report{event::session_ended, {}});
+}
+
 void session::end_connection(actions& out) {
   out.emplace_back(upstream_disconnect{});
   upstream_up_ = false;
@@ -353,7 +369,9 @@ std::optional<time_point> session::next_deadline() const noexcept {
       break;
     case session_state::awake: consider(inflight_ ? inflight_->deadline : phase_deadline_); break;
     case session_state::disconnected:
-    case session_state::lost: break;
+    case session_state::lost:
+      if (auto e = expiry_deadline()) consider(*e);
+      break;
   }
   return d;
 }
@@ -405,7 +423,9 @@ void session::tick(time_point now, actions& out) {
       }
       break;
     case session_state::disconnected:
-    case session_state::lost: return;
+    case session_state::lost:
+      if (auto e = expiry_deadline(); e && now >= *e) expire(out);
+      return;
   }
 
   if (!inflight_ || now < inflight_->deadline) return;

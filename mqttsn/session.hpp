@@ -35,6 +35,9 @@ struct session_config {
   std::size_t max_queued = 100;                         // messages waiting for a client (the sleep buffer)
   std::size_t max_inflight_upstream = 16;               // client QoS 1/2 PUBLISHes awaiting the broker
   std::size_t max_frame_size = max_frame_size_default;  // larger frames are never sent to the client
+  // A kept session (clean session false) with no connection whose client has not been heard for
+  // this long is discarded (0: never, like an MQTT 3.1.1 broker's persistent session).
+  std::chrono::seconds session_expiry{0};
 
   static constexpr std::size_t max_frame_size_default = 65535;
 };
@@ -137,7 +140,8 @@ enum class event : std::uint8_t {
   awake,
   lost,                    // detail: "keep-alive", "sleep expired" or "retries exhausted"
   will_published,
-  session_ended,           // clean session over: the runtime may forget this session
+  session_ended,           // clean session over, or a kept one expired: the runtime forgets it
+  session_expired,         // a kept session unheard of for session_expiry: discarded
   resubscribe_failed,      // broker refused a restored subscription: DISCONNECT sent
   first_drop,              // first message dropped for this client (detail: why); later ones only counted
   congestion,              // a bound was hit (detail: which); once per bound and client, every hit counted
@@ -346,6 +350,8 @@ class session {
   void become_lost(const char* why, time_point now, actions& out);
   void end_connection(actions& out);
   void end_if_clean(actions& out);
+  std::optional<time_point> expiry_deadline() const noexcept;
+  void expire(actions& out);
   void clear_session_state();
   void note_drop(const char* why, actions& out);
   void note_congestion(const char* what, actions& out);

@@ -326,6 +326,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.max_queued = 4;
   config.max_inflight_upstream = 4;
   config.max_frame_size = 64;
+  config.session_expiry = 600s;  // kept sessions left offline expire within a few time steps
   counters stats;
   session_table table(table_config{max_clients, 1}, config, predefined, stats);
 

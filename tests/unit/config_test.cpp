@@ -43,7 +43,8 @@ void PrintTo(const config& c, std::ostream* os) {
       << (c.multicast ? c.multicast->host + ":" + std::to_string(c.multicast->port) : "off")
       << ", keep-alive-grace " << c.keep_alive_grace << ", retry-interval "
       << c.retry_interval.count() << "ms, retry-count " << c.retry_count << ", max-clients "
-      << c.max_clients << ", sleep-buffer " << c.sleep_buffer << ", max-frame-size "
+      << c.max_clients << ", sleep-buffer " << c.sleep_buffer << ", session-expiry "
+      << c.session_expiry.count() << ", max-frame-size "
       << c.max_frame_size << ", udp-receive-buffer " << c.udp_receive_buffer << ", connect-timeout " << c.connect_timeout.count()
       << "ms, upstream-max-queued " << c.upstream_max_queued
       << ", serial '" << c.serial << "' baud " << c.serial_baud << " framing "
@@ -189,6 +190,7 @@ const std::vector<std::pair<std::string, std::string>> non_default_values = {
     {"retry-count", "5"},
     {"max-clients", "50"},
     {"sleep-buffer", "20"},
+    {"session-expiry", "86400"},
 };
 
 config non_default_config() {
@@ -230,6 +232,7 @@ config non_default_config() {
   c.retry_count = 5;
   c.max_clients = 50;
   c.sleep_buffer = 20;
+  c.session_expiry = 86400s;
   return c;
 }
 
@@ -373,8 +376,10 @@ TEST(ConfigDefaults, empty_client_id_and_status_topic_mean_derived) {
 TEST(ConfigDefaults, session_config_maps_every_session_key) {
   const auto c =
       parse_ok({"--keep-alive-grace", "2.5", "--retry-interval", "1.5", "--retry-count", "7",
-                "--connect-timeout", "0.5", "--sleep-buffer", "33", "--max-frame-size", "300"});
+                "--connect-timeout", "0.5", "--sleep-buffer", "33", "--max-frame-size", "300",
+                "--session-expiry", "7200"});
   const auto s = c.session();
+  EXPECT_EQ(s.session_expiry, 7200s);
   EXPECT_EQ(s.keep_alive_grace, 2.5);
   EXPECT_EQ(s.retry_interval, 1500ms);
   EXPECT_EQ(s.retry_count, 7u);
@@ -395,6 +400,7 @@ TEST(ConfigDefaults, default_session_config_matches_the_core_defaults_but_frame_
   EXPECT_EQ(s.retry_count, core.retry_count);
   EXPECT_EQ(s.connect_timeout, core.connect_timeout);
   EXPECT_EQ(s.max_queued, core.max_queued);
+  EXPECT_EQ(s.session_expiry, core.session_expiry);
   EXPECT_EQ(s.max_frame_size, 1024u);
 }
 
@@ -597,6 +603,8 @@ TEST(ConfigBounds, every_bound_is_accepted_at_the_bound_and_refused_beyond) {
       {"max-clients", "1000000", "1000001", "--max-clients: '1000001' is not in 1..1000000"},
       {"sleep-buffer", "1", "0", "--sleep-buffer: '0' is not in 1..100000"},
       {"sleep-buffer", "100000", "100001", "--sleep-buffer: '100001' is not in 1..100000"},
+      {"session-expiry", "0", "-1", "--session-expiry: '-1' is not a non-negative integer"},
+      {"session-expiry", "4294967295", "4294967296", "--session-expiry: '4294967296' is not in 0..4294967295"},
       {"max-frame-size", "16", "15", "--max-frame-size: '15' is not in 16..65535"},
       {"max-frame-size", "65535", "65536", "--max-frame-size: '65536' is not in 16..65535"},
       {"udp-receive-buffer", "4096", "4095", "--udp-receive-buffer: '4095' is not in 4096..1073741824"},
@@ -1061,7 +1069,8 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "retry-interval",
                                                    "retry-count",
                                                    "max-clients",
-                                                   "sleep-buffer"}));
+                                                   "sleep-buffer",
+                                                   "session-expiry"}));
   EXPECT_TRUE(r.out.starts_with("Usage: mqttsn-gateway"));
   for (const auto* group : {"\nGeneral:\n", "\nLogging:\n", "\nBroker:\n", "\nUDP transport:\n",
                             "\nGateway:\n", "\nClient sessions:\n"}) {

@@ -4,6 +4,7 @@
 // Every test feeds exact frames (PROTOCOL.md §2) and checks the complete list of routed actions.
 #include "mqttsn/session_table.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -497,6 +498,34 @@ TEST_F(SessionTable, new_client_beyond_max_clients_gets_connack_congestion) {
   EXPECT_EQ(table->size(), 2U);
   EXPECT_EQ(stats.congestion, 1U);
   EXPECT_EQ(stats.connects_rejected, 1U);
+}
+
+// A kept session of a client that never comes back holds a slot until session_expiry frees it.
+TEST_F(SessionTable, an_expired_kept_session_frees_its_max_clients_slot) {
+  session_cfg.session_expiry = 600s;
+  make_table(table_config{1, 7});
+  connect_client("abc", "udp:A", connect_abc_keep);
+  EXPECT_EQ(feed("udp:A", disconnect_plain),
+            (routed_list{{"abc", "udp:A", raw({0x02, 0x18})},
+                         {"abc", "udp:A", upstream_disconnect{}},
+                         {"abc", "udp:A", report{event::disconnected, {}}}}));
+  ASSERT_EQ(table->size(), 1U);
+  EXPECT_EQ(feed("udp:3", connect_frame("c3", 60)),
+            (routed_list{{"", "udp:3", raw({0x03, 0x05, 0x01})},
+                         {"c3", "udp:3", report{event::congestion, "clients"}}}));
+  ASSERT_EQ(table->next_deadline(), now + 600s);
+  EXPECT_EQ(tick(now + 600s),
+            (routed_list{{"abc", "udp:A", report{event::session_expired, "600 s"}},
+                         {"abc", "udp:A", report{event::session_ended, {}}}}));
+  EXPECT_EQ(table->size(), 0U);
+  EXPECT_EQ(table->find("abc"), nullptr);
+  EXPECT_EQ(table->find_by_endpoint("udp:A"), nullptr);
+  EXPECT_EQ(table->next_deadline(), std::nullopt);
+  const auto changed = table->take_changed();
+  EXPECT_NE(std::find(changed.begin(), changed.end(), "abc"), changed.end());  // the store deletes it
+  now += 600s;
+  EXPECT_EQ(feed("udp:3", connect_frame("c3", 60)), (routed_list{{"c3", "udp:3", upstream_connect{true, 60, std::nullopt}}}));
+  EXPECT_EQ(stats.sessions_expired, 1U);
 }
 
 TEST_F(SessionTable, connect_storm_beyond_max_clients_is_answered_and_counted_every_time_but_logged_once) {

@@ -641,6 +641,75 @@ TEST_F(Session, lost_client_without_will_publishes_nothing_but_keeps_a_kept_sess
   EXPECT_EQ(s().subscriptions(), 1U);
 }
 
+// session_expiry: a kept session whose client stays offline and unheard of is discarded (counted,
+// its buffer dropped and counted), so dead client ids do not hold max-clients slots for ever.
+TEST_F(Session, a_disconnected_kept_session_expires_session_expiry_after_its_client_was_last_heard) {
+  cfg.session_expiry = 3600s;
+  connect_active(false);
+  subscribe_ok("a/#", qos::at_least_once, 1, 0);
+  EXPECT_EQ(at(30s), actions{});
+  ASSERT_EQ(in(disconnect{}), (actions{raw({0x02, 0x18}), upstream_disconnect{}, report{event::disconnected, ""}}));
+  EXPECT_EQ(deliver("a/x", "kept", qos::at_least_once), actions{});
+  ASSERT_EQ(s().next_deadline(), t0 + 30s + 3600s);
+  EXPECT_EQ(at(3629s), actions{});
+  EXPECT_FALSE(s().ended());
+  EXPECT_EQ(at(3630s), (actions{report{event::session_expired, "3600 s"}, report{event::session_ended, ""}}));
+  EXPECT_TRUE(s().ended());
+  EXPECT_EQ(s().subscriptions(), 0U);
+  EXPECT_EQ(s().queued(), 0U);
+  EXPECT_EQ(stats.sessions_expired, 1U);
+  EXPECT_EQ(stats.dropped_qos12, 1U);
+  EXPECT_EQ(s().next_deadline(), std::nullopt);
+  EXPECT_FALSE(s().snapshot());  // the store deletes it
+}
+
+TEST_F(Session, a_lost_kept_session_expires_counting_from_when_its_client_was_last_heard) {
+  cfg.session_expiry = 100s;
+  connect_active(false, 10);
+  EXPECT_EQ(at(15s), (actions{report{event::lost, "keep-alive"}, upstream_disconnect{}}));
+  EXPECT_EQ(s().next_deadline(), t0 + 100s);
+  EXPECT_EQ(at(99s), actions{});
+  EXPECT_EQ(at(100s), (actions{report{event::session_expired, "100 s"}, report{event::session_ended, ""}}));
+}
+
+TEST_F(Session, connected_and_sleeping_sessions_never_expire) {
+  cfg.session_expiry = 10s;
+  connect_active(false, 0);  // no keep-alive: never supervised
+  EXPECT_EQ(s().next_deadline(), std::nullopt);
+  EXPECT_EQ(at(1h), actions{});
+  EXPECT_EQ(s().state(), session_state::active);
+  // Asleep for an hour: supervised by its sleep duration, not by the expiry.
+  EXPECT_EQ(in(disconnect{std::uint16_t{3600}}), (actions{raw({0x02, 0x18}), report{event::asleep, "3600 s"}}));
+  EXPECT_EQ(at(1h + 3600s), actions{});
+  EXPECT_EQ(s().state(), session_state::asleep);
+}
+
+TEST_F(Session, a_session_expiry_of_zero_keeps_an_offline_kept_session_for_ever) {
+  cfg.session_expiry = 0s;
+  connect_active(false);
+  in(disconnect{});
+  EXPECT_EQ(s().next_deadline(), std::nullopt);
+  EXPECT_EQ(at(1000h), actions{});
+  EXPECT_FALSE(s().ended());
+}
+
+TEST_F(Session, a_client_back_before_expiry_keeps_its_session) {
+  cfg.session_expiry = 100s;
+  connect_active(false, 0);
+  subscribe_ok("a/#", qos::at_least_once, 1, 0);
+  in(disconnect{});
+  now = t0 + 99s;
+  EXPECT_EQ(in(connect{false, false, 0, "abc"}), (actions{upstream_connect{false, 0, {}}}));
+  EXPECT_EQ(up(upstream_connected{true}), (actions{raw({0x03, 0x05, 0x00}), report{event::connected, ""}}));
+  EXPECT_EQ(at(1h), actions{});
+  EXPECT_EQ(s().subscriptions(), 1U);
+  // Offline again: the clock restarts from this disconnect.
+  now = t0 + 2h;
+  in(disconnect{});
+  EXPECT_EQ(s().next_deadline(), t0 + 2h + 100s);
+  EXPECT_EQ(stats.sessions_expired, 0U);
+}
+
 TEST_F(Session, clean_disconnect_publishes_no_will_and_ends_a_clean_session) {
   connect_with_will(true);
   EXPECT_EQ(in({0x02, 0x18}), (actions{raw({0x02, 0x18}), upstream_disconnect{}, report{event::disconnected, ""},
@@ -1260,6 +1329,25 @@ TEST_F(Session, a_disconnected_kept_session_is_restored_offline_and_delivers_on_
   const auto* reg = std::get_if<send_frame>(&got_connected.back());
   ASSERT_NE(reg, nullptr);  // the first buffered message starts with a REGISTER of its topic
   EXPECT_EQ(type_of(std::get<message>(decode(reg->frame))), msg_type::register_);
+}
+
+// The store does not record when the client was last heard: a restored offline session's expiry
+// counts from the restore (later, never earlier, than in memory).
+TEST_F(Session, a_restored_offline_kept_session_expires_session_expiry_after_the_restore) {
+  cfg.session_expiry = 600s;
+  connect_active(false);
+  in(disconnect{});
+  const auto snap = s().snapshot();
+  ASSERT_TRUE(snap);
+  counters stats2;
+  session restored("abc", cfg, pre, stats2);
+  const auto later = now + 1h;
+  actions out;
+  ASSERT_TRUE(restored.restore(*snap, later, out));
+  EXPECT_EQ(restored.next_deadline(), later + 600s);
+  EXPECT_EQ(restored.tick(later + 600s),
+            (actions{report{event::session_expired, "600 s"}, report{event::session_ended, ""}}));
+  EXPECT_EQ(stats2.sessions_expired, 1U);
 }
 
 TEST_F(Session, a_lost_kept_session_is_restored_lost_a_clean_one_has_no_snapshot) {
