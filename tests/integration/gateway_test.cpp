@@ -636,6 +636,42 @@ TEST_P(GatewayAggregating, a_broker_that_lost_the_session_gets_every_subscriptio
   EXPECT_EQ(text(m->payload), "again");
 }
 
+// session-expiry: a kept session whose sensor never comes back is discarded, and with it the
+// shared connection's subscription it was the last holder of.
+class GatewayAggregatingExpiry : public GatewayAggregating {
+ protected:
+  void SetUp() override {
+    broker_options bo;
+    bo.extra_config = {"sys_interval 1"};
+    start({"--upstream-client", GetParam(), "--session-expiry", "2"}, bo);
+  }
+};
+
+TEST_P(GatewayAggregatingExpiry, an_expired_kept_session_leaves_the_shared_subscriptions) {
+  EXPECT_EQ(sys_until("subscriptions/count", "1"), "1");  // the observer's own $SYS subscription
+  auto a = sensor("exp-a");
+  ASSERT_EQ(a.connect(false), mqttsn::return_code::accepted);
+  ASSERT_EQ(a.subscribe(topic_name{"agg/exp/#"}, qos::at_least_once).rc, mqttsn::return_code::accepted);
+  EXPECT_EQ(sys_until("subscriptions/count", "2"), "2");
+  a.disconnect();
+  // Offline, the kept session still buffers what its subscription brings.
+  ASSERT_TRUE(observer->publish("agg/exp/x", "while-away", 1));
+  ASSERT_TRUE(wait_until([&] { return gateway->stat("buffered") >= 1; }, 5s)) << gateway->log();
+  EXPECT_EQ(gateway->stat("sessions_expired"), 0U);
+  // Two seconds unheard of: discarded, counted, logged, and UNSUBSCRIBEd upstream.
+  ASSERT_TRUE(wait_until([&] { return gateway->stat("sessions_expired") == 1; }, 10s)) << gateway->log();
+  EXPECT_TRUE(gateway->log_contains("exp-a")) << gateway->log();
+  EXPECT_TRUE(gateway->log_contains("kept session expired")) << gateway->log();
+  EXPECT_EQ(sys_until("subscriptions/count", "1"), "1");
+  const auto st = gateway->stats();
+  EXPECT_EQ(st.at("clients"), 0U);
+  EXPECT_EQ(st.at("dropped_qos12"), 1U);  // what it had buffered, counted
+  // The sensor back with clean session false finds a new, empty session.
+  ASSERT_EQ(a.connect(false), mqttsn::return_code::accepted);
+  ASSERT_TRUE(observer->publish("agg/exp/x", "after", 1));
+  EXPECT_FALSE(a.receive(1500ms));
+}
+
 // A UDP socket for the multicast test: joined to `group` on the loopback interface when
 // `join`, multicasting through loopback, so nothing leaves the machine.
 class loopback_udp {
@@ -706,6 +742,8 @@ TEST(GatewayMulticast, advertise_and_searchgw_over_a_loopback_multicast_group) {
 
 }  // namespace
 INSTANTIATE_TEST_SUITE_P(Clients, GatewayAggregating, ::testing::Values("native", "paho"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+INSTANTIATE_TEST_SUITE_P(Clients, GatewayAggregatingExpiry, ::testing::Values("native", "paho"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace itest
