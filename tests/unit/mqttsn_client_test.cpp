@@ -275,7 +275,7 @@ TEST_F(MqttsnClient, connect_retransmits_a_lost_connect) {
   gw.drop_next(mqttsn::msg_type::connect);
   client c("127.0.0.1", gw.port(), fast_options("lossy"));
   EXPECT_EQ(c.connect(), return_code::accepted);
-  EXPECT_EQ(gw.received_count(mqttsn::msg_type::connect), 2U);
+  EXPECT_GE(gw.received_count(mqttsn::msg_type::connect), 2U);  // resent (a loaded machine may resend once more)
 }
 
 TEST_F(MqttsnClient, connect_retransmits_a_lost_will_message) {
@@ -283,7 +283,7 @@ TEST_F(MqttsnClient, connect_retransmits_a_lost_will_message) {
   client c("127.0.0.1", gw.port(), fast_options("lossy-will"));
   EXPECT_EQ(c.connect(true, will{"will/x", text("gone"), qos::at_most_once, false}),
             return_code::accepted);
-  EXPECT_EQ(gw.received_count(mqttsn::msg_type::willmsg), 2U);
+  EXPECT_GE(gw.received_count(mqttsn::msg_type::willmsg), 2U);  // resent (a loaded machine may resend once more)
 }
 
 TEST(MqttsnClientStandalone, connect_refused_returns_the_connack_code) {
@@ -440,7 +440,7 @@ TEST_F(MqttsnClient, publish_qos2_retransmits_a_lost_pubrel) {
   ASSERT_EQ(c.connect(), return_code::accepted);
   gw.drop_next(mqttsn::msg_type::pubrel);
   EXPECT_EQ(c.publish(short_topic{"cd"}, "x", qos::exactly_once), return_code::accepted);
-  EXPECT_EQ(gw.received_count(mqttsn::msg_type::pubrel), 2U);
+  EXPECT_GE(gw.received_count(mqttsn::msg_type::pubrel), 2U);  // resent (a loaded machine may resend once more)
   EXPECT_EQ(gw.published().size(), 1U);
 }
 
@@ -523,7 +523,7 @@ TEST_F(MqttsnClient, receive_delivers_a_qos2_message_once_even_when_the_gateway_
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->payload, text("once"));
   EXPECT_EQ(c.receive(700ms), std::nullopt);
-  EXPECT_EQ(gw.received_count(mqttsn::msg_type::pubrec), 2U);
+  EXPECT_GE(gw.received_count(mqttsn::msg_type::pubrec), 2U);  // resent (a loaded machine may resend once more)
   EXPECT_EQ(gw.received_count(mqttsn::msg_type::pubcomp), 1U);
 }
 
@@ -608,7 +608,7 @@ TEST_F(MqttsnClient, ping_waits_for_pingresp) {
   ASSERT_EQ(c.connect(), return_code::accepted);
   gw.drop_next(mqttsn::msg_type::pingreq);
   c.ping();
-  EXPECT_EQ(gw.received_count(mqttsn::msg_type::pingreq), 2U);
+  EXPECT_GE(gw.received_count(mqttsn::msg_type::pingreq), 2U);  // resent (a loaded machine may resend once more)
 }
 
 // ---- sleeping clients ----
@@ -646,7 +646,7 @@ TEST_F(MqttsnClient, wake_retransmits_a_lost_pingreq) {
   c.sleep(60);
   gw.drop_next(mqttsn::msg_type::pingreq);
   EXPECT_TRUE(c.wake(2s).empty());
-  EXPECT_EQ(gw.received_count(mqttsn::msg_type::pingreq), 2U);
+  EXPECT_GE(gw.received_count(mqttsn::msg_type::pingreq), 2U);  // resent (a loaded machine may resend once more)
 }
 
 TEST_F(MqttsnClient, sleep_refuses_a_zero_duration) {
@@ -666,7 +666,7 @@ TEST_F(MqttsnClient, searchgw_resends_when_the_first_is_lost) {
   client c("127.0.0.1", gw.port(), fast_options("seeker2"));
   gw.drop_next(mqttsn::msg_type::searchgw);
   EXPECT_EQ(c.searchgw(1, 1s), std::optional<std::uint8_t>(fake_gateway_id));
-  EXPECT_EQ(gw.received_count(mqttsn::msg_type::searchgw), 2U);
+  EXPECT_GE(gw.received_count(mqttsn::msg_type::searchgw), 2U);  // resent (a loaded machine may resend once more)
 }
 
 TEST_F(MqttsnClient, raw_frames_go_out_and_come_back_unchanged) {
