@@ -363,7 +363,7 @@ const std::vector<key_info>& keys() {
        },
        "mqttsn-gw-<gateway-id>"},
       {"upstream-client", "Broker", "CLIENT",
-       "MQTT client of the broker connections: native (the gateway's own), paho, or auto (native in aggregating mode, paho in transparent mode)",
+       "MQTT client of the broker connections (both modes): native (the gateway's own), paho (Eclipse Paho), or auto (native)",
        key_kind::single,
        [](const config& c) -> std::string {
          return upstream_client_names.at(static_cast<std::size_t>(c.upstream_client));
@@ -797,6 +797,11 @@ void check_broker_security(const config& c) {
 std::string config::effective_upstream_client_id() const {
   return upstream_client_id.empty() ? "mqttsn-gw-" + std::to_string(gateway_id)
                                     : upstream_client_id;
+}
+
+upstream_client_kind config::effective_upstream_client() const {
+  return upstream_client == upstream_client_kind::paho ? upstream_client_kind::paho
+                                                       : upstream_client_kind::native;
 }
 
 std::string config::effective_status_topic() const {

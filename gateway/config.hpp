@@ -19,9 +19,9 @@
 namespace gateway {
 
 enum class gateway_mode : std::uint8_t { transparent, aggregating };
-// The MQTT client of aggregating mode's shared broker connection.
-// automatic: native in aggregating mode, paho in transparent mode (until the native client passes
-// transparent mode's broker-kill outage test reliably, docs/native-upstream.md).
+// The MQTT client of the broker connections (both modes). automatic (`auto`, the default): the
+// gateway's choice, the native client in both modes since it passed transparent mode's broker-kill
+// outage runs (docs/native-upstream.md); paho: Eclipse Paho, on request only.
 enum class upstream_client_kind : std::uint8_t { native, paho, automatic };
 enum class log_level : std::uint8_t { trace, debug, info, warn, error, off };
 // --serial-framing: XBee API mode 1, XBee API mode 2 (escaped), or bare MQTT-SN length framing.
@@ -92,6 +92,8 @@ struct config {
 
   // Derived values.
   std::string effective_upstream_client_id() const;
+  // upstream-client resolved: native or paho (auto is native in both modes).
+  upstream_client_kind effective_upstream_client() const;
   std::string effective_status_topic() const;
   mqttsn::session_config session() const;
   mqttsn::table_config table() const;  // max_clients, gateway_id

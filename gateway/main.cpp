@@ -180,11 +180,9 @@ int main(int argc, char* argv[]) {
   settings.status_topic = cfg.effective_status_topic();
   settings.connect_timeout = cfg.connect_timeout;
   settings.max_queued_publishes = static_cast<int>(cfg.upstream_max_queued);
-  settings.client = cfg.upstream_client == gateway::upstream_client_kind::paho ||
-                            (cfg.upstream_client == gateway::upstream_client_kind::automatic &&
-                             cfg.mode != gateway::gateway_mode::aggregating)
+  settings.client = cfg.effective_upstream_client() == gateway::upstream_client_kind::paho
                         ? gateway::upstream_client::paho
-                                                                               : gateway::upstream_client::native;
+                        : gateway::upstream_client::native;
   std::optional<mqttsn::admission> admission;
   try {
     apply_broker_security(cfg, settings);

@@ -5,6 +5,8 @@
 #include <signal.h>
 
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "tests/integration/gateway_process.hpp"
 #include "tests/integration/harness.hpp"
@@ -16,8 +18,16 @@ namespace {
 using namespace std::chrono_literals;
 using mqttsn::qos;
 
+// The parameter is the mode, with "_paho" when the broker connections run on Paho (upstream-client
+// = paho) instead of the native client, the default of both modes.
 class GatewayLifecycle : public ::testing::TestWithParam<std::string> {
  protected:
+  std::string mode() const { return GetParam().substr(0, GetParam().find('_')); }
+  std::string client() const { return GetParam().ends_with("_paho") ? "paho" : "native"; }
+  std::vector<std::string> args(std::vector<std::string> more) const {
+    more.insert(more.end(), {"--mode", mode(), "--upstream-client", client()});
+    return more;
+  }
   tools::client sensor(const gateway_process& gw, const std::string& id) {
     tools::client_options o;
     o.client_id = id;
@@ -30,7 +40,7 @@ class GatewayLifecycle : public ::testing::TestWithParam<std::string> {
 
 TEST_P(GatewayLifecycle, sigterm_says_offline_and_closes_every_broker_connection_cleanly) {
   mosquitto_broker broker;
-  gateway_process gw(broker.uri(), {"--mode", GetParam(), "--gateway-id", "4"});
+  gateway_process gw(broker.uri(), args({"--gateway-id", "4"}));
   mqtt_test_client observer(broker);
   ASSERT_TRUE(observer.subscribe("mqttsn/gateway/4/status", 1));
   ASSERT_TRUE(observer.subscribe("wills/#", 1));
@@ -56,7 +66,7 @@ TEST_P(GatewayLifecycle, sigterm_says_offline_and_closes_every_broker_connection
   // connection"): the broker drops the wills, the sensors' included.
   const std::string upstream_id = "mqttsn-gw-4";
   std::vector<std::string> ids{upstream_id};
-  if (GetParam() == "transparent") ids.insert(ids.end(), {"term-a", "term-b"});
+  if (mode() == "transparent") ids.insert(ids.end(), {"term-a", "term-b"});
   for (const auto& id : ids) {
     EXPECT_TRUE(wait_until([&] { return broker.log().find("Client " + id + " disconnected.") != std::string::npos; }, 5s))
         << id << "\n" << broker.log();
@@ -72,7 +82,7 @@ TEST_P(GatewayLifecycle, sighup_reloads_predefined_topics_and_log_level_and_keep
   const auto topics = dir.path() / "topics";
   std::ofstream(topics) << "7 pre/seven\n";
   std::ofstream(conf) << "log-level = info\npredefined-file = " << topics.string() << "\n";
-  gateway_process gw(broker.uri(), {"--mode", GetParam(), "--config", conf.string()});
+  gateway_process gw(broker.uri(), args({"--config", conf.string()}));
   mqtt_test_client observer(broker);
   ASSERT_TRUE(observer.subscribe("pre/#", 1));
 
@@ -108,7 +118,19 @@ TEST_P(GatewayLifecycle, sighup_reloads_predefined_topics_and_log_level_and_keep
   EXPECT_EQ(gw.stop(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, GatewayLifecycle, ::testing::Values("transparent", "aggregating"),
+// Without upstream-client (i.e. auto) both modes run their broker connections on the native client.
+TEST(GatewayDefaults, both_modes_use_the_native_mqtt_client_unless_paho_is_asked_for) {
+  mosquitto_broker broker;
+  for (const std::string mode : {"transparent", "aggregating"}) {
+    SCOPED_TRACE(mode);
+    gateway_process gw(broker.uri(), {"--mode", mode});
+    EXPECT_TRUE(gw.log_contains(mode + " mode, native client")) << gw.log();
+    EXPECT_EQ(gw.stop(), 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, GatewayLifecycle,
+                         ::testing::Values("transparent", "aggregating", "transparent_paho", "aggregating_paho"),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 }  // namespace

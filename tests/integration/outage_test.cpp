@@ -106,7 +106,8 @@ struct outage_plan {
 
 class outage_run {
  public:
-  outage_run(std::string mode, outage_plan plan) : mode_(std::move(mode)), plan_(plan) {}
+  outage_run(std::string mode, std::string client, outage_plan plan)
+      : mode_(std::move(mode)), client_(std::move(client)), plan_(plan) {}
 
   void run() {
     broker_options bo;
@@ -119,10 +120,11 @@ class outage_run {
     // than a sensor takes it (one message in flight): the per-client queue must hold a whole
     // stream. With the default 100, a slow run (ASan) dropped QoS 2 messages there, counted and
     // logged as the last resort (docs/robustness.md); that bound is not what this test is about.
-    std::vector<std::string> args{"--mode", mode_, "--sleep-buffer", std::to_string(plan_.phase1 + plan_.phase2)};
+    std::vector<std::string> args{"--mode", mode_, "--upstream-client", client_, "--sleep-buffer",
+                                  std::to_string(plan_.phase1 + plan_.phase2)};
     // MQTTSN_OUTAGE_LOG=DIR: the gateway logs frames (trace) and its log is kept in DIR.
     if (const char* dir = std::getenv("MQTTSN_OUTAGE_LOG")) {
-      keep_log_ = std::string(dir) + "/outage-" + mode_ + ".log";
+      keep_log_ = std::string(dir) + "/outage-" + mode_ + "-" + client_ + ".log";
       args.insert(args.end(), {"--log-level", "trace"});
     }
     gateway_ = std::make_unique<gateway_process>(tap_->uri(), args);
@@ -485,6 +487,7 @@ class outage_run {
   }
 
   std::string mode_;
+  std::string client_;  // upstream-client: native | paho
   outage_plan plan_;
   std::unique_ptr<mosquitto_broker> broker_;
   std::unique_ptr<mqtt_tap> tap_;
@@ -508,21 +511,34 @@ class outage_run {
   std::string keep_log_;
 };
 
-class OutageShort : public ::testing::TestWithParam<std::string> {};
-class OutageSoak : public ::testing::TestWithParam<std::string> {};
+struct outage_param {
+  std::string mode;    // transparent | aggregating
+  std::string client;  // upstream-client: native | paho
+};
+void PrintTo(const outage_param& p, std::ostream* os) { *os << p.mode << " (" << p.client << " client)"; }
+std::string outage_name(const ::testing::TestParamInfo<outage_param>& p) {
+  return p.param.mode + (p.param.client == "paho" ? "_paho" : "");
+}
+
+class OutageShort : public ::testing::TestWithParam<outage_param> {};
+class OutageSoak : public ::testing::TestWithParam<outage_param> {};
 
 TEST_P(OutageShort, restarts_and_a_kill_lose_no_qos1_and_duplicate_no_qos2_message) {
-  outage_run(GetParam(), outage_plan{}).run();
+  outage_run(GetParam().mode, GetParam().client, outage_plan{}).run();
 }
 
 TEST_P(OutageSoak, five_thousand_messages_across_restarts_and_a_kill) {
-  outage_run(GetParam(), outage_plan{1000, 3, 250, std::chrono::seconds(300)}).run();
+  outage_run(GetParam().mode, GetParam().client, outage_plan{1000, 3, 250, std::chrono::seconds(300)}).run();
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, OutageShort, ::testing::Values("transparent", "aggregating"),
-                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
-INSTANTIATE_TEST_SUITE_P(Modes, OutageSoak, ::testing::Values("transparent", "aggregating"),
-                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+// Both modes on the gateway's own client (the default), and both on Paho: Paho C 1.3.12 has a
+// use-after-free of its own on a broker kill (docs/robustness.md), so the `_paho` runs are not
+// registered in the sanitizer build's suite (tests/integration/CMakeLists.txt); run them there
+// by hand with --gtest_filter='Modes/Outage*paho*'.
+const auto outage_params = ::testing::Values(outage_param{"transparent", "native"}, outage_param{"aggregating", "native"},
+                                             outage_param{"transparent", "paho"}, outage_param{"aggregating", "paho"});
+INSTANTIATE_TEST_SUITE_P(Modes, OutageShort, outage_params, outage_name);
+INSTANTIATE_TEST_SUITE_P(Modes, OutageSoak, outage_params, outage_name);
 
 }  // namespace
 }  // namespace itest

@@ -77,46 +77,55 @@ class SecurityTls : public ::testing::Test {
   std::unique_ptr<mosquitto_broker> broker;
 };
 
+// Both modes, each on both MQTT clients (native is the default of both; paho on request).
 TEST_F(SecurityTls, publishes_reach_the_broker_over_tls_with_certificate_and_password) {
   for (const std::string mode : {"transparent", "aggregating"}) {
-    SCOPED_TRACE(mode);
-    mqtt_test_client observer(*broker, client_options{.user_name = "gateway", .password = gateway_password});
-    ASSERT_TRUE(observer.subscribe("tls/#", 1));
-    auto flags = tls_flags(pki.ca_cert().string());
-    flags.insert(flags.end(), {"--mode", mode});
-    gateway_process gw(broker->tls_uri(), flags);
-    EXPECT_TRUE(gw.log_contains("broker certificate and host name checked")) << gw.log();
-    auto c = sensor(gw, "tls-sensor-" + mode);
-    ASSERT_EQ(c.connect(), mqttsn::return_code::accepted) << gw.log();
-    EXPECT_EQ(c.publish(topic_name{"tls/" + mode}, "over tls", qos::at_least_once), mqttsn::return_code::accepted);
-    auto m = observer.wait_message("tls/" + mode);
-    ASSERT_TRUE(m) << gw.log();
-    EXPECT_EQ(m->payload, "over tls");
-    c.disconnect();
-    EXPECT_EQ(gw.stop(), 0);
-    // The secret never reaches the log, whatever happened.
-    EXPECT_EQ(gw.log().find(gateway_password), std::string::npos);
-    EXPECT_TRUE(broker->log().find("New client connected") != std::string::npos);
+    for (const std::string client : {"native", "paho"}) {
+      SCOPED_TRACE(mode + ", " + client + " client");
+      mqtt_test_client observer(*broker, client_options{.user_name = "gateway", .password = gateway_password});
+      ASSERT_TRUE(observer.subscribe("tls/#", 1));
+      auto flags = tls_flags(pki.ca_cert().string());
+      flags.insert(flags.end(), {"--mode", mode, "--upstream-client", client});
+      gateway_process gw(broker->tls_uri(), flags);
+      EXPECT_TRUE(gw.log_contains("broker certificate and host name checked")) << gw.log();
+      EXPECT_TRUE(gw.log_contains(mode + " mode, " + (client == "paho" ? "Paho" : "native") + " client")) << gw.log();
+      auto c = sensor(gw, "tls-sensor-" + mode + "-" + client);
+      ASSERT_EQ(c.connect(), mqttsn::return_code::accepted) << gw.log();
+      EXPECT_EQ(c.publish(topic_name{"tls/" + mode + "/" + client}, "over tls", qos::at_least_once),
+                mqttsn::return_code::accepted);
+      auto m = observer.wait_message("tls/" + mode + "/" + client);
+      ASSERT_TRUE(m) << gw.log();
+      EXPECT_EQ(m->payload, "over tls");
+      c.disconnect();
+      EXPECT_EQ(gw.stop(), 0);
+      // The secret never reaches the log, whatever happened.
+      EXPECT_EQ(gw.log().find(gateway_password), std::string::npos);
+      EXPECT_TRUE(broker->log().find("New client connected") != std::string::npos);
+    }
   }
 }
 
+// Transparent mode, on both MQTT clients: the same log line for a certificate the CA file refuses.
 TEST_F(SecurityTls, a_wrong_ca_fails_with_a_clear_log_line_and_never_connects) {
   test_pki other("some-other-ca");
-  auto flags = tls_flags(other.ca_cert().string());
-  flags.insert(flags.end(), {"--connect-timeout", "2"});
-  gateway_process gw(broker->tls_uri(), flags, {}, false);
-  ASSERT_TRUE(wait_until([&] { return gw.log_contains("fails: the broker's certificate was refused"); }, 15s))
-      << gw.log();
-  // OpenSSL's words depend on whether the broker sends its CA along ("self-signed certificate in
-  // certificate chain") or not ("unable to get local issuer certificate").
-  EXPECT_TRUE(gw.log_contains("certificate in certificate chain (check --broker-ca-file") ||
-              gw.log_contains("unable to get local issuer certificate (check --broker-ca-file"))
-      << gw.log();
-  EXPECT_FALSE(gw.log_contains("connected to broker")) << gw.log();
-  // A sensor gets no session while the broker is unreachable: CONNACK congestion after the
-  // connect timeout (DECISIONS.md), never "accepted".
-  auto c = sensor(gw, "wrong-ca-sensor");
-  EXPECT_NE(c.connect(), mqttsn::return_code::accepted);
+  for (const std::string client : {"native", "paho"}) {
+    SCOPED_TRACE(client + " client");
+    auto flags = tls_flags(other.ca_cert().string());
+    flags.insert(flags.end(), {"--connect-timeout", "2", "--upstream-client", client});
+    gateway_process gw(broker->tls_uri(), flags, {}, false);
+    ASSERT_TRUE(wait_until([&] { return gw.log_contains("fails: the broker's certificate was refused"); }, 15s))
+        << gw.log();
+    // OpenSSL's words depend on whether the broker sends its CA along ("self-signed certificate in
+    // certificate chain") or not ("unable to get local issuer certificate").
+    EXPECT_TRUE(gw.log_contains("certificate in certificate chain (check --broker-ca-file") ||
+                gw.log_contains("unable to get local issuer certificate (check --broker-ca-file"))
+        << gw.log();
+    EXPECT_FALSE(gw.log_contains("connected to broker")) << gw.log();
+    // A sensor gets no session while the broker is unreachable: CONNACK congestion after the
+    // connect timeout (DECISIONS.md), never "accepted".
+    auto c = sensor(gw, "wrong-ca-sensor");
+    EXPECT_NE(c.connect(), mqttsn::return_code::accepted);
+  }
 }
 
 // Aggregating mode's shared connection is the gateway's own MQTT client (not Paho): the same
@@ -179,36 +188,39 @@ TEST_F(SecurityTls, the_broker_host_name_is_checked_unless_insecure) {
   EXPECT_TRUE(gw.log_contains("NO check of the broker's certificate")) << gw.log();
 }
 
-// Transparent mode: each client's own credentials from the credentials file.
+// Transparent mode: each client's own credentials from the credentials file (both MQTT clients).
 TEST_F(SecurityTls, a_client_the_broker_refuses_gets_connack_not_supported_with_the_reason_logged) {
   const auto creds = write_file(files, "clients.credentials",
                                 "# client-id user password\n"
                                 "sensor-ok   sensor-ok   " + std::string(sensor_password) + "\n"
                                 "sensor-bad  sensor-ok   not-the-password\n",
                                 0644);  // world-readable on purpose: the gateway must warn
-  auto flags = tls_flags(pki.ca_cert().string());
-  flags.insert(flags.end(), {"--broker-credentials-file", creds});
-  gateway_process gw(broker->tls_uri(), flags);
-  EXPECT_TRUE(gw.log_contains("--broker-credentials-file " + creds +
-                              " holds a secret but every user of this machine can read it"))
-      << gw.log();
+  for (const std::string client : {"native", "paho"}) {
+    SCOPED_TRACE(client + " client");
+    auto flags = tls_flags(pki.ca_cert().string());
+    flags.insert(flags.end(), {"--broker-credentials-file", creds, "--upstream-client", client});
+    gateway_process gw(broker->tls_uri(), flags);
+    EXPECT_TRUE(gw.log_contains("--broker-credentials-file " + creds +
+                                " holds a secret but every user of this machine can read it"))
+        << gw.log();
 
-  auto bad = sensor(gw, "sensor-bad");
-  EXPECT_EQ(bad.connect(), mqttsn::return_code::not_supported);
-  // Mosquitto 2 answers a wrong password with "not authorized" (CONNACK 5) in MQTT 3.1.1.
-  EXPECT_TRUE(wait_until([&] { return gw.log_contains("client sensor-bad (udp0/127.0.0.1:") &&
-                                      gw.log_contains("refused by the broker: not authorized"); }, 5s))
-      << gw.log();
+    auto bad = sensor(gw, "sensor-bad");
+    EXPECT_EQ(bad.connect(), mqttsn::return_code::not_supported);
+    // Mosquitto 2 answers a wrong password with "not authorized" (CONNACK 5) in MQTT 3.1.1.
+    EXPECT_TRUE(wait_until([&] { return gw.log_contains("client sensor-bad (udp0/127.0.0.1:") &&
+                                        gw.log_contains("refused by the broker: not authorized"); }, 5s))
+        << gw.log();
 
-  auto good = sensor(gw, "sensor-ok");
-  EXPECT_EQ(good.connect(), mqttsn::return_code::accepted) << gw.log();
-  good.disconnect();
+    auto good = sensor(gw, "sensor-ok");
+    EXPECT_EQ(good.connect(), mqttsn::return_code::accepted) << gw.log();
+    good.disconnect();
 
-  gw.stop();
-  const auto log = gw.log();
-  EXPECT_EQ(log.find(sensor_password), std::string::npos);
-  EXPECT_EQ(log.find("not-the-password"), std::string::npos);
-  EXPECT_EQ(log.find(gateway_password), std::string::npos);
+    gw.stop();
+    const auto log = gw.log();
+    EXPECT_EQ(log.find(sensor_password), std::string::npos);
+    EXPECT_EQ(log.find("not-the-password"), std::string::npos);
+    EXPECT_EQ(log.find(gateway_password), std::string::npos);
+  }
 }
 
 // ---- client admission (--clients-file) ----

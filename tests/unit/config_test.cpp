@@ -439,6 +439,21 @@ TEST(ConfigCommandLine, every_log_level_and_mode) {
   EXPECT_EQ(parse_ok({"--upstream-client", "native"}).upstream_client, gateway::upstream_client_kind::native);
 }
 
+// auto (the default) is the native client in both modes; Paho only when asked for, in either.
+TEST(ConfigCommandLine, upstream_client_auto_is_native_in_both_modes_and_paho_only_on_request) {
+  using gateway::upstream_client_kind;
+  for (const char* mode : {"transparent", "aggregating"}) {
+    SCOPED_TRACE(mode);
+    EXPECT_EQ(parse_ok({"--mode", mode}).effective_upstream_client(), upstream_client_kind::native);
+    EXPECT_EQ(parse_ok({"--mode", mode, "--upstream-client", "auto"}).effective_upstream_client(),
+              upstream_client_kind::native);
+    EXPECT_EQ(parse_ok({"--mode", mode, "--upstream-client", "native"}).effective_upstream_client(),
+              upstream_client_kind::native);
+    EXPECT_EQ(parse_ok({"--mode", mode, "--upstream-client", "paho"}).effective_upstream_client(),
+              upstream_client_kind::paho);
+  }
+}
+
 TEST(ConfigCommandLine, broker_forms) {
   EXPECT_EQ(parse_ok({"--broker", "tcp://localhost:1883"}).broker, "tcp://localhost:1883");
   EXPECT_EQ(parse_ok({"--broker", "tcp://10.1.2.3:1"}).broker, "tcp://10.1.2.3:1");
