@@ -180,6 +180,7 @@ int main(int argc, char* argv[]) {
   settings.status_topic = cfg.effective_status_topic();
   settings.connect_timeout = cfg.connect_timeout;
   settings.max_queued_publishes = static_cast<int>(cfg.upstream_max_queued);
+  settings.max_held = cfg.upstream_max_held;
   settings.client = cfg.upstream_client == gateway::upstream_client_kind::paho ||
                             (cfg.upstream_client == gateway::upstream_client_kind::automatic &&
                              cfg.mode != gateway::gateway_mode::aggregating)
