@@ -627,7 +627,8 @@ void native_upstream::on_publish(link& l, m::publish_packet&& p) {
             return h.ack && h.packet.packet_id == id && h.packet.qos == p.qos;
           })) {
         ++stats_.held_duplicates;
-        spdlog::debug("upstream: {}: resend of held packet id {} not taken twice", who(l.client_id), id);
+        spdlog::debug("upstream: {}: resend of held packet id {} not taken twice", who(l.client_id),
+                      id);
         return;
       }
       // Behind held messages, in order; or refused by the session: held, unacknowledged.
@@ -677,9 +678,10 @@ void native_upstream::hold(link& l, m::publish_packet&& p) {
   ++stats_.held_overflows;
   if (!l.overflow_reported) {
     l.overflow_reported = true;
-    spdlog::warn("upstream: {}: more than {} broker messages held for a full queue: the oldest "
-                 "go to the queue's drop policy (upstream-max-held)",
-                 who(l.client_id), settings_.max_held);
+    spdlog::warn(
+        "upstream: {}: more than {} broker messages held for a full queue: the oldest "
+        "go to the queue's drop policy (upstream-max-held)",
+        who(l.client_id), settings_.max_held);
   }
   auto front = std::move(l.held.front());
   l.held.pop_front();
@@ -702,7 +704,8 @@ void native_upstream::offer_held(const std::shared_ptr<link>& l) {
     auto it = links_.find(l->client_id);
     return it != links_.end() && it->second == l;
   };
-  while (!l->held.empty() && current() && offer_(l->client_id, from_wire_qos(l->held.front().packet.qos))) {
+  while (!l->held.empty() && current() &&
+         offer_(l->client_id, from_wire_qos(l->held.front().packet.qos))) {
     auto front = std::move(l->held.front());
     l->held.pop_front();
     deliver(*l, std::move(front.packet), front.ack);

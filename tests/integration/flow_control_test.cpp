@@ -17,8 +17,6 @@
 //
 // With flow control off (--upstream-max-held 0, the behaviour before it) both runs fail: the
 // gateway acknowledged all 300 messages and dropped 290 (dropped_qos12).
-#include <gtest/gtest.h>
-
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -26,6 +24,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "tests/integration/gateway_process.hpp"
 #include "tests/integration/harness.hpp"
@@ -54,8 +54,8 @@ TEST_P(FlowControl, a_backlog_larger_than_the_sensor_queue_waits_at_the_broker_a
   if (std::getenv("MQTTSN_FLOW_LOG") != nullptr) bo.extra_config = {"log_type all"};
   mosquitto_broker broker(bo);
   mqtt_tap tap(broker.port());
-  std::vector<std::string> args{"--mode", "transparent", "--upstream-client", "native", "--sleep-buffer",
-                                std::to_string(queue_size)};
+  std::vector<std::string> args{"--mode", "transparent",    "--upstream-client",
+                                "native", "--sleep-buffer", std::to_string(queue_size)};
   // MQTTSN_FLOW_LOG=FILE: the gateway logs at debug level and its log is written to FILE.
   const char* keep_log = std::getenv("MQTTSN_FLOW_LOG");
   if (keep_log != nullptr) args.insert(args.end(), {"--log-level", "debug"});
@@ -97,14 +97,22 @@ TEST_P(FlowControl, a_backlog_larger_than_the_sensor_queue_waits_at_the_broker_a
     for (int i = 0; i < qos2_count; ++i) n += acked.contains(payload(2, i)) ? 1 : 0;
     return n;
   };
-  wait_until([&] { return sent_by_broker() >= queue_size + broker_window && acked_by_gateway() >= queue_size; }, 5s);
+  wait_until(
+      [&] {
+        return sent_by_broker() >= queue_size + broker_window && acked_by_gateway() >= queue_size;
+      },
+      5s);
   const int sent_before_reading = sent_by_broker();
   const int acked_before_reading = acked_by_gateway();
-  std::printf("[ flow ] before the sensor read any: the broker sent %d of %d messages, the gateway acknowledged %d "
-              "(queue %d, broker window %d)\n",
-              sent_before_reading, qos1_count + qos2_count, acked_before_reading, queue_size, broker_window);
+  std::printf(
+      "[ flow ] before the sensor read any: the broker sent %d of %d messages, the gateway "
+      "acknowledged %d "
+      "(queue %d, broker window %d)\n",
+      sent_before_reading, qos1_count + qos2_count, acked_before_reading, queue_size,
+      broker_window);
   // Only what the queue took is acknowledged; the rest stays the broker's (in flight or queued).
-  EXPECT_LE(acked_before_reading, queue_size) << "the gateway acknowledged messages it had no room for";
+  EXPECT_LE(acked_before_reading, queue_size)
+      << "the gateway acknowledged messages it had no room for";
   EXPECT_LT(sent_before_reading, qos1_count + qos2_count) << "the whole backlog left the broker";
 
   if (restart) {
@@ -113,7 +121,8 @@ TEST_P(FlowControl, a_backlog_larger_than_the_sensor_queue_waits_at_the_broker_a
     broker.start();
     // The gateway's connection for the sensor comes back with the broker's session; the broker
     // resends its in-flight window (DUP), much of which the gateway holds.
-    ASSERT_TRUE(wait_until([&] { return gateway.stat("upstream_reconnects") >= 2; }, 30s)) << gateway.log();
+    ASSERT_TRUE(wait_until([&] { return gateway.stat("upstream_reconnects") >= 2; }, 30s))
+        << gateway.log();
   }
 
   // The sensor reads now: everything arrives.
@@ -138,7 +147,8 @@ TEST_P(FlowControl, a_backlog_larger_than_the_sensor_queue_waits_at_the_broker_a
     }
   }
   // Anything the gateway would still send twice shows up now.
-  while (auto m = sensor.receive(300ms)) ++arrived[std::string(m->payload.begin(), m->payload.end())];
+  while (auto m = sensor.receive(300ms))
+    ++arrived[std::string(m->payload.begin(), m->payload.end())];
 
   const auto resent_after_release = tap.broker_resent_after_release();
   int missing1 = 0, missing2 = 0, dups1 = 0, dups2 = 0, broker_dups = 0;
@@ -164,15 +174,19 @@ TEST_P(FlowControl, a_backlog_larger_than_the_sensor_queue_waits_at_the_broker_a
     EXPECT_EQ(n, 1) << p << " must arrive exactly once";
   }
   const auto st = gateway.stats();
-  std::printf("[ flow ]%s QoS 1: %d sent, %d missing, %d duplicates; QoS 2: %d sent, %d missing, %d duplicates "
-              "(+%d the broker's resends after release); acks deferred %llu, held resends not taken twice %llu, "
-              "held overflows %llu, dropped_qos12 %llu\n",
-              restart ? " (broker restarted)" : "", qos1_count, missing1, dups1, qos2_count, missing2, dups2,
-              broker_dups, static_cast<unsigned long long>(st.at("upstream_acks_deferred")),
-              static_cast<unsigned long long>(st.at("upstream_held_duplicates")),
-              static_cast<unsigned long long>(st.at("upstream_held_overflows")),
-              static_cast<unsigned long long>(st.contains("dropped_qos12") ? st.at("dropped_qos12") : 0));
-  EXPECT_EQ(st.contains("dropped_qos12") ? st.at("dropped_qos12") : 0U, 0U) << "the gateway dropped QoS 1/2 messages";
+  std::printf(
+      "[ flow ]%s QoS 1: %d sent, %d missing, %d duplicates; QoS 2: %d sent, %d missing, %d "
+      "duplicates "
+      "(+%d the broker's resends after release); acks deferred %llu, held resends not taken twice "
+      "%llu, "
+      "held overflows %llu, dropped_qos12 %llu\n",
+      restart ? " (broker restarted)" : "", qos1_count, missing1, dups1, qos2_count, missing2,
+      dups2, broker_dups, static_cast<unsigned long long>(st.at("upstream_acks_deferred")),
+      static_cast<unsigned long long>(st.at("upstream_held_duplicates")),
+      static_cast<unsigned long long>(st.at("upstream_held_overflows")),
+      static_cast<unsigned long long>(st.contains("dropped_qos12") ? st.at("dropped_qos12") : 0));
+  EXPECT_EQ(st.contains("dropped_qos12") ? st.at("dropped_qos12") : 0U, 0U)
+      << "the gateway dropped QoS 1/2 messages";
   EXPECT_EQ(st.at("upstream_held_overflows"), 0U);
   EXPECT_GT(st.at("upstream_acks_deferred"), 0U);
   if (restart) {
@@ -180,13 +194,20 @@ TEST_P(FlowControl, a_backlog_larger_than_the_sensor_queue_waits_at_the_broker_a
   }
   if (keep_log != nullptr) {
     std::ofstream(std::string(keep_log) + (restart ? ".restarted" : ".steady")) << gateway.log();
-    std::ofstream(std::string(keep_log) + (restart ? ".restarted" : ".steady") + ".broker") << broker.log();
+    std::ofstream(std::string(keep_log) + (restart ? ".restarted" : ".steady") + ".broker")
+        << broker.log();
   }
-  if (::testing::Test::HasFailure()) std::printf("gateway log (tail):\n%s\n", gateway.log().substr(gateway.log().size() > 6000 ? gateway.log().size() - 6000 : 0).c_str());
+  if (::testing::Test::HasFailure())
+    std::printf("gateway log (tail):\n%s\n",
+                gateway.log()
+                    .substr(gateway.log().size() > 6000 ? gateway.log().size() - 6000 : 0)
+                    .c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Broker, FlowControl, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "restarted" : "steady"; });
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "restarted" : "steady";
+                         });
 
 }  // namespace
 }  // namespace itest
