@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -60,6 +61,10 @@ struct paho_settings {
   int max_queued_publishes = 10'000;
   // Aggregating mode: the client of the shared connection (native_upstream or paho_upstream).
   upstream_client client = upstream_client::native;
+  // Flow control (native_upstream's per-client connections, docs/flow-control.md): broker QoS 1/2
+  // messages held unacknowledged per connection while the client's queue is full; beyond it the
+  // oldest goes to the queue's drop policy. 0: no flow control (acknowledged on arrival).
+  std::size_t max_held = 1000;
 };
 
 // Read on the io thread (or after stop()).
@@ -73,6 +78,12 @@ struct paho_stats {
   std::uint64_t publishes_dropped = 0;  // ref-0 publishes with no connection up, or refused by Paho
   std::uint64_t acks = 0;               // PUBACK/PUBCOMP reported as upstream_published
   std::uint64_t messages = 0;           // broker messages reported as upstream_message
+  // Flow control (native_upstream, transparent mode): broker QoS 1/2 messages whose PUBACK/PUBREC
+  // waited for room in the client's queue; of those, pushed into the queue's drop policy by the
+  // max_held bound; DUP resends of a held message not taken twice.
+  std::uint64_t acks_deferred = 0;
+  std::uint64_t held_overflows = 0;
+  std::uint64_t held_duplicates = 0;
 };
 
 // `key=value` fields of the stats line (upstream::counters()).
@@ -83,7 +94,10 @@ inline std::string to_counters(const paho_stats& s) {
          " connection_losses=" + std::to_string(s.connection_losses) +
          " publishes=" + std::to_string(s.publishes) +
          " publishes_dropped=" + std::to_string(s.publishes_dropped) +
-         " acks=" + std::to_string(s.acks) + " messages=" + std::to_string(s.messages);
+         " acks=" + std::to_string(s.acks) + " messages=" + std::to_string(s.messages) +
+         " acks_deferred=" + std::to_string(s.acks_deferred) +
+         " held_overflows=" + std::to_string(s.held_overflows) +
+         " held_duplicates=" + std::to_string(s.held_duplicates);
 }
 
 // Whether the broker is reachable, as the logs tell it: one info line when it goes down and one

@@ -393,6 +393,13 @@ const std::vector<key_info>& keys() {
        [](config& c, const std::string& w, const std::string& v) {
          c.upstream_max_queued = static_cast<std::size_t>(parse_unsigned(w, v, 1, 1'000'000));
        }},
+      {"upstream-max-held", "Broker", "N",
+       "broker QoS 1/2 messages held unacknowledged per client while its queue is full, native "
+       "client (0: no flow control; 0..100000)",
+       key_kind::single, [](const config& c) { return std::to_string(c.upstream_max_held); },
+       [](config& c, const std::string& w, const std::string& v) {
+         c.upstream_max_held = static_cast<std::size_t>(parse_unsigned(w, v, 0, 100'000));
+       }},
 
       // Broker security
       {"broker-ca-file", "Broker security", "FILE",

@@ -69,6 +69,9 @@ struct config {
   // Publishes Paho may queue per broker connection before its send thread writes them; beyond it
   // Paho refuses them (counted as upstream_publishes_dropped in the stats line).
   std::size_t upstream_max_queued = 10'000;
+  // Flow control (native client, per-client connections): broker QoS 1/2 messages held
+  // unacknowledged per client while its queue is full (docs/flow-control.md); 0: off.
+  std::size_t upstream_max_held = 1000;
   // Broker security: TLS for an ssl:// broker and credentials. Only file names are kept here; the
   // secrets are read at startup (gateway/secrets.hpp), so no secret is ever a command-line value.
   std::string broker_ca_file;            // PEM CA certificates; none: the system's CA store

@@ -96,6 +96,7 @@ void gateway::start() {
   // Sessions from the store first: the upstream learns their subscriptions before its
   // connection can deliver what the broker kept for them (aggregating mode's fan-out table).
   restore_sessions();
+  up_.set_offer([this](const std::string& client_id, mqttsn::qos q) { return table_.offer(client_id, q); });
   up_.start([this](const std::string& client_id, mqttsn::upstream_event e) { on_upstream(client_id, std::move(e)); });
   restoring_ = true;  // their upstream connects: one summary line, not one line per session
   execute();
@@ -181,6 +182,7 @@ void gateway::execute() {
                    [&](const mqttsn::upstream_subscribe& s) { up_.subscribe(r.client_id, s); },
                    [&](const mqttsn::upstream_unsubscribe& u) { up_.unsubscribe(r.client_id, u); },
                    [&](const mqttsn::upstream_disconnect&) { up_.disconnect(r.client_id); },
+                   [&](const mqttsn::upstream_resume&) { up_.resume(r.client_id); },
                    [&](const mqttsn::report& rep) {
                      if (rep.what == mqttsn::event::session_expired) up_.forget(r.client_id);
                      const bool warn = rep.what == mqttsn::event::congestion || rep.what == mqttsn::event::first_drop ||

@@ -180,6 +180,7 @@ int main(int argc, char* argv[]) {
   settings.status_topic = cfg.effective_status_topic();
   settings.connect_timeout = cfg.connect_timeout;
   settings.max_queued_publishes = static_cast<int>(cfg.upstream_max_queued);
+  settings.max_held = cfg.upstream_max_held;
   settings.client = cfg.effective_upstream_client() == gateway::upstream_client_kind::paho
                         ? gateway::upstream_client::paho
                         : gateway::upstream_client::native;

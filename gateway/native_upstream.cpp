@@ -327,6 +327,11 @@ std::size_t native_upstream::inbound_qos2() const noexcept {
   return l != nullptr ? l->inbound_qos2.size() : 0;
 }
 
+std::size_t native_upstream::held(const std::string& client_id) const {
+  const auto* l = find(client_id);
+  return l != nullptr ? l->held.size() : 0;
+}
+
 native_upstream::link* native_upstream::find(const std::string& client_id) const {
   auto it = links_.find(client_id);
   return it != links_.end() ? it->second.get() : nullptr;
@@ -536,6 +541,9 @@ void native_upstream::resend_after_reconnect(link& l, bool session_present) {
     l.requests.clear();
     l.by_packet_id.clear();
     l.inbound_qos2.clear();
+    // Held broker messages are still ours to deliver, but their packet ids belonged to the old
+    // session: never acknowledged, never matched with a resend.
+    for (auto& h : l.held) h.ack = false;
     return;
   }
   std::size_t resent = 0;
@@ -608,26 +616,100 @@ void native_upstream::on_packet(link& l, m::packet&& p) {
 }
 
 void native_upstream::on_publish(link& l, m::publish_packet&& p) {
+  if (p.qos != 0 && withholds(l)) {
+    const auto id = p.packet_id;
+    // A resend (DUP) of a QoS 2 id delivered and not yet released only needs its PUBREC again.
+    const bool released_resend = p.qos == 2 && p.dup && l.inbound_qos2.contains(id);
+    if (!released_resend) {
+      // A resend (DUP, e.g. after a reconnect with the broker's session) of a message still held
+      // is that message: it is acknowledged when the session takes it.
+      if (p.dup && std::any_of(l.held.begin(), l.held.end(), [&](const held_message& h) {
+            return h.ack && h.packet.packet_id == id && h.packet.qos == p.qos;
+          })) {
+        ++stats_.held_duplicates;
+        spdlog::debug("upstream: {}: resend of held packet id {} not taken twice", who(l.client_id),
+                      id);
+        return;
+      }
+      // Behind held messages, in order; or refused by the session: held, unacknowledged.
+      if (!l.held.empty() || !offer_(l.client_id, from_wire_qos(p.qos))) {
+        hold(l, std::move(p));
+        return;
+      }
+    }
+  }
+  deliver(l, std::move(p), true);
+}
+
+void native_upstream::deliver(link& l, m::publish_packet&& p, bool ack) {
   const auto id = p.packet_id;
   const auto q = p.qos;
-  bool deliver = true;
+  bool fresh = true;
   // QoS 2: a resend (DUP) of an id not yet released is the same message: delivered once. A PUBLISH
   // without DUP under such an id is a new message (MQTT 3.1.1 §3.3.1.1: every re-delivery carries
   // DUP): the broker lost its side of the old one, e.g. Mosquitto killed before it saved the
   // PUBLISH it had sent us, and reused the id after the restart. Withholding it would answer
   // PUBREC for a message nobody gets (seen in the outage soak, docs/robustness.md).
-  if (q == 2) deliver = l.inbound_qos2.insert(id).second || !p.dup;
-  if (deliver) {
+  if (q == 2 && ack) fresh = l.inbound_qos2.insert(id).second || !p.dup;
+  if (fresh) {
     ++stats_.messages;
     spdlog::debug("upstream: {} <- '{}' ({} bytes, QoS {}{})", who(l.client_id), p.topic,
                   p.payload.size(), q, p.retain ? ", retained" : "");
     emit(l.client_id, mqttsn::upstream_message{std::move(p.topic), std::move(p.payload),
                                                from_wire_qos(q), p.retain});
   }
-  if (q == 0 || !l.conn) return;  // conn is gone if the handler closed it
+  // Not while down: the broker resends it (DUP) on the next connection with its session.
+  if (q == 0 || !ack || !l.conn || !l.up()) return;  // conn is gone if the handler closed it
   m::append_ack(l.conn->queue(), q == 1 ? m::packet_type::puback : m::packet_type::pubrec, id);
   l.conn->note_queued();
   l.conn->flush();
+}
+
+bool native_upstream::withholds(const link& l) const noexcept {
+  return !l.gateway_level && offer_ && settings_.max_held > 0;
+}
+
+void native_upstream::hold(link& l, m::publish_packet&& p) {
+  ++stats_.acks_deferred;
+  l.held.push_back(held_message{std::move(p), true});
+  if (l.held.size() <= settings_.max_held) return;
+  // A broker that does not bound its in-flight window (Mosquitto max_inflight_messages 0) would
+  // make this unbounded: the oldest goes to the session, whose queue drops as it always did.
+  ++stats_.held_overflows;
+  if (!l.overflow_reported) {
+    l.overflow_reported = true;
+    spdlog::warn(
+        "upstream: {}: more than {} broker messages held for a full queue: the oldest "
+        "go to the queue's drop policy (upstream-max-held)",
+        who(l.client_id), settings_.max_held);
+  }
+  auto front = std::move(l.held.front());
+  l.held.pop_front();
+  deliver(l, std::move(front.packet), front.ack);
+}
+
+void native_upstream::resume(const std::string& client_id) {
+  if (stopped_) return;
+  auto it = links_.find(client_id);
+  if (it == links_.end() || it->second->held.empty()) return;
+  boost::asio::post(io_, [w = it->second->weak_from_this()] {
+    auto l = w.lock();
+    if (l && !l->owner.stopped_) l->owner.offer_held(l);
+  });
+}
+
+void native_upstream::offer_held(const std::shared_ptr<link>& l) {
+  // Each delivery runs the gateway's handler, which may drop this link (disconnect): stop then.
+  const auto current = [&] {
+    auto it = links_.find(l->client_id);
+    return it != links_.end() && it->second == l;
+  };
+  while (!l->held.empty() && current() &&
+         offer_(l->client_id, from_wire_qos(l->held.front().packet.qos))) {
+    auto front = std::move(l->held.front());
+    l->held.pop_front();
+    deliver(*l, std::move(front.packet), front.ack);
+  }
 }
 
 void native_upstream::answer(link& l, std::uint16_t packet_id, request::kind what,

@@ -29,6 +29,14 @@
 //     is sent; the gateway-level connection stays up until stop().
 //   - Broker messages: QoS 1 answered PUBACK; QoS 2 delivered once, its id remembered until the
 //     PUBREL, answered PUBREC/PUBCOMP; a DUP copy of an id still remembered is not delivered again.
+//   - Flow control (per-client connections, set_offer() given, max_held > 0; docs/flow-control.md):
+//     a QoS 1/2 message the client's session refuses (offer() false), or that arrives while others
+//     are held, is held unacknowledged, in order; resume(client id) offers them again and each is
+//     PUBACKed/PUBRECed when taken. The broker's in-flight window then keeps the backlog at the
+//     broker. A DUP resend of a held id is that message (not held twice). Beyond max_held the
+//     oldest held message goes to the session anyway (its queue's drop policy; counted). Held
+//     messages outlive a lost connection; after a reconnect without the broker's session they are
+//     delivered as they were but never acknowledged (their ids belong to the old session).
 //   - Events reach the handler on the io thread, never from inside an intent call (posted).
 //   - Logs: info when the broker goes down / comes back (one line each per outage, whatever the
 //     number of connections), refusals with the broker's reason, TLS certificate failures in
@@ -78,6 +86,8 @@ class native_upstream final : public upstream {
   void subscribe(const std::string& client_id, const mqttsn::upstream_subscribe& s) override;
   void unsubscribe(const std::string& client_id, const mqttsn::upstream_unsubscribe& u) override;
   void disconnect(const std::string& client_id) override;
+  void set_offer(offer_handler offer) override { offer_ = std::move(offer); }
+  void resume(const std::string& client_id) override;
 
   const paho_stats& stats() const noexcept { return stats_; }
   std::string counters() const override { return to_counters(stats_); }
@@ -89,6 +99,8 @@ class native_upstream final : public upstream {
   // yet; broker QoS 2 ids awaiting PUBREL.
   std::size_t in_flight() const noexcept;
   std::size_t inbound_qos2() const noexcept;
+  // Broker messages held for a client, unacknowledged (flow control).
+  std::size_t held(const std::string& client_id) const;
 
  private:
   struct request {
@@ -107,6 +119,11 @@ class native_upstream final : public upstream {
   };
   struct anchor {
     native_upstream* self;
+  };
+  // A broker QoS 1/2 message held for a client whose queue is full: not acknowledged yet.
+  struct held_message {
+    mqttsn::mqtt311::publish_packet packet;
+    bool ack = true;  // false once the broker's session it came from is gone
   };
   // One broker connection and what is in flight on it. Held by shared_ptr in links_; timers and
   // posted handlers hold a weak_ptr, so a link that was dropped is never touched again.
@@ -134,6 +151,8 @@ class native_upstream final : public upstream {
     std::deque<std::uint64_t> waiting;  // connected, but no packet id was free
     std::uint16_t last_packet_id = 0;
     std::unordered_set<std::uint16_t> inbound_qos2;  // broker QoS 2 ids delivered, no PUBREL yet
+    std::deque<held_message> held;                   // flow control: oldest first
+    bool overflow_reported = false;                  // max_held hit: logged once per link
   };
 
   void on_open(link& l, bool session_present);
@@ -154,6 +173,10 @@ class native_upstream final : public upstream {
   void answer(link& l, std::uint16_t packet_id, request::kind what,
               std::optional<std::uint8_t> granted);
   void on_publish(link& l, mqttsn::mqtt311::publish_packet&& p);
+  void deliver(link& l, mqttsn::mqtt311::publish_packet&& p, bool ack);
+  bool withholds(const link& l) const noexcept;
+  void hold(link& l, mqttsn::mqtt311::publish_packet&& p);
+  void offer_held(const std::shared_ptr<link>& l);
   void close_link(link& l, std::function<void()> on_done = {});
   void emit(const std::string& client_id, mqttsn::upstream_event event);
   void post_event(const std::string& client_id, mqttsn::upstream_event event);
@@ -163,6 +186,7 @@ class native_upstream final : public upstream {
   broker_address address_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
   event_handler on_event_;
+  offer_handler offer_;
   std::map<std::string, std::shared_ptr<link>, std::less<>> links_;  // "": the gateway-level one
   std::vector<std::weak_ptr<mqtt_connection>> closing_;              // DISCONNECTs being written
   bool started_ = false;

@@ -53,6 +53,18 @@ class upstream {
   // the broker's own session for that client id is the broker's to expire.
   virtual void forget(const std::string& /*client_id*/) {}
 
+  // Flow control toward the broker (docs/flow-control.md). `offer` is asked, on the io_context
+  // thread, before a broker QoS 1/2 message for a client is acknowledged to the broker: false:
+  // the implementation holds the message and its PUBACK/PUBREC (so the broker's in-flight window
+  // keeps the backlog at the broker) and offers it again after resume(client id). Only
+  // native_upstream's per-client connections (transparent mode) withhold; the others acknowledge
+  // on arrival, as Paho does, and ignore both calls. Set before start().
+  using offer_handler = std::function<bool(const std::string& client_id, mqttsn::qos q)>;
+  virtual void set_offer(offer_handler /*offer*/) {}
+  // The client's session has room again (mqttsn::upstream_resume): offer what is held, in order
+  // (posted: events never come from inside this call).
+  virtual void resume(const std::string& /*client_id*/) {}
+
   // The broker side's counters for the gateway's stats line: `key=value` fields separated by
   // spaces (the gateway prefixes each key with "upstream_"); empty when it keeps none.
   virtual std::string counters() const { return {}; }

@@ -44,6 +44,11 @@ session::session(std::string client_id, const session_config& config, const pred
 // dispatch
 
 void session::handle(const message& m, time_point now, actions& out) {
+  dispatch(m, now, out);
+  resume_if_room(out);
+}
+
+void session::dispatch(const message& m, time_point now, actions& out) {
   if (std::holds_alternative<connect>(m)) {
     on_connect(std::get<connect>(m), now, out);
     return;
@@ -101,6 +106,7 @@ void session::handle(const upstream_event& e, time_point now, actions& out) {
                  [&](const upstream_message& x) { on_message(x, now, out); },
              },
              e);
+  resume_if_room(out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,6 +383,11 @@ std::optional<time_point> session::next_deadline() const noexcept {
 }
 
 void session::tick(time_point now, actions& out) {
+  on_tick(now, out);
+  resume_if_room(out);
+}
+
+void session::on_tick(time_point now, actions& out) {
   switch (state_) {
     case session_state::connecting:
       if (now < phase_deadline_) return;
@@ -964,6 +975,37 @@ msg_id session::next_mid() noexcept {
   ++last_mid_;
   if (last_mid_ == 0) last_mid_ = 1;  // never 0 where an ack is expected (PROTOCOL.md §6 item 17)
   return last_mid_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// flow control toward the broker (docs/flow-control.md)
+
+bool session::withholds() const noexcept {
+  // A sleeping or offline client's buffer is a specified bound (drop-oldest, counted): holding
+  // for it would keep the broker's window full until it wakes, for nothing.
+  return state_ == session_state::connecting || state_ == session_state::active ||
+         state_ == session_state::awake;
+}
+
+bool session::has_room() const noexcept {
+  if (queue_.size() < config_.max_queued) return true;
+  // A full queue still takes a QoS 1/2 message without loss if a QoS 0 one goes instead (never
+  // the one in flight).
+  auto from = queue_.begin();
+  if (inflight_ && from != queue_.end()) ++from;
+  return std::any_of(from, queue_.end(), [](const queued_message& m) { return m.q == qos::at_most_once; });
+}
+
+bool session::offer(qos q) noexcept {
+  if (q == qos::at_most_once || q == qos::minus_one || !withholds() || has_room()) return true;
+  refused_offer_ = true;
+  return false;
+}
+
+void session::resume_if_room(actions& out) {
+  if (!refused_offer_ || (withholds() && !has_room())) return;
+  refused_offer_ = false;
+  out.emplace_back(upstream_resume{});
 }
 
 void session::note_drop(const char* why, actions& out) {

@@ -128,6 +128,13 @@ struct upstream_unsubscribe {
 struct upstream_disconnect {
   bool operator==(const upstream_disconnect&) const = default;
 };
+// Flow control toward the broker: the session refused an offer() and can take QoS 1/2 messages
+// again (a delivery was acknowledged, the queue shrank, or it no longer withholds: asleep, gone).
+// The runtime offers the messages it held again, and acknowledges each to the broker as it is
+// taken. Emitted once per refusal streak.
+struct upstream_resume {
+  bool operator==(const upstream_resume&) const = default;
+};
 
 // Something an operator wants to read in the log, once, with the client id.
 enum class event : std::uint8_t {
@@ -155,7 +162,7 @@ struct report {
 };
 
 using action = std::variant<send_frame, upstream_connect, upstream_publish, upstream_subscribe,
-                            upstream_unsubscribe, upstream_disconnect, report>;
+                            upstream_unsubscribe, upstream_disconnect, upstream_resume, report>;
 using actions = std::vector<action>;
 
 enum class session_state : std::uint8_t {
@@ -228,6 +235,15 @@ class session {
     return collect([&](actions& o) { handle(e, now, o); });
   }
   actions tick(time_point now) { return collect([&](actions& o) { tick(now, o); }); }
+
+  // Flow control toward the broker (docs/flow-control.md). Before the runtime acknowledges a
+  // broker QoS 1/2 message for this client (PUBACK/PUBREC), it offers it: true: take it now
+  // (handle(upstream_message)), there is room for it without dropping a QoS 1/2 message, or the
+  // session does not withhold (QoS 0, asleep, offline: the drop policy of the queue bounds it).
+  // False: the queue of a connected client (connecting, active, awake) is full of QoS 1/2
+  // messages; the runtime holds the message and its acknowledgement, and upstream_resume
+  // follows once there is room. Asking changes nothing but that promise.
+  bool offer(qos q) noexcept;
 
   // For the persistent store: nullopt unless active, asleep or awake (awake is saved as asleep),
   // or disconnected/lost with a kept session (clean session false).
@@ -307,6 +323,9 @@ class session {
 
   enum class connect_phase : std::uint8_t { will_topic, will_msg, broker };
 
+  void dispatch(const message& m, time_point now, actions& out);
+  void on_tick(time_point now, actions& out);
+
   // client messages
   void on_connect(const connect& m, time_point now, actions& out);
   void on_willtopic(const willtopic& m, time_point now, actions& out);
@@ -355,6 +374,9 @@ class session {
   void clear_session_state();
   void note_drop(const char* why, actions& out);
   void note_congestion(const char* what, actions& out);
+  bool withholds() const noexcept;
+  bool has_room() const noexcept;
+  void resume_if_room(actions& out);
   msg_id next_mid() noexcept;
   time_point supervision_deadline(std::uint16_t seconds) const;
 
@@ -371,6 +393,7 @@ class session {
   bool will_requested_ = false;
   bool upstream_up_ = false;
   bool drop_reported_ = false;
+  bool refused_offer_ = false;  // offer() said no: upstream_resume owed once there is room
   std::vector<std::string> congestion_reported_;  // bounds already logged for this client
   std::uint16_t keep_alive_ = 0;
   std::uint16_t sleep_duration_ = 0;

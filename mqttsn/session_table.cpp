@@ -278,6 +278,11 @@ void session_table::handle_upstream(std::string_view client_id, const upstream_e
   route(*e, scratch_, out);
 }
 
+bool session_table::offer(std::string_view client_id, qos q) noexcept {
+  entry* e = lookup_client(client_id);
+  return e == nullptr || e->sess.offer(q);
+}
+
 void session_table::tick(time_point now, std::vector<routed_action>& out) {
   std::vector<entry*> due;
   for (auto it = deadlines_.begin(); it != deadlines_.end() && it->first <= now; ++it) due.push_back(it->second);

@@ -52,6 +52,9 @@ class session_table {
   void handle_upstream(std::string_view client_id, const upstream_event& e, time_point now,
                        std::vector<routed_action>& out);
   void tick(time_point now, std::vector<routed_action>& out);
+  // Flow control: session::offer() of the client's session; true when there is none (nothing
+  // withholds: the message is dropped as any event for a session that is gone).
+  bool offer(std::string_view client_id, qos q) noexcept;
   std::optional<time_point> next_deadline() const noexcept;
 
   // Admit clients by the clients file's rules (nullptr, the default: every client from anywhere).

@@ -267,7 +267,8 @@ void check_actions(const std::vector<routed_action>& out) {
       require(u->ref != 0, "upstream unsubscribe without a ref");
       require(!r.client_id.empty(), "upstream unsubscribe without a client");
     } else if (std::holds_alternative<upstream_connect>(r.act) ||
-               std::holds_alternative<upstream_disconnect>(r.act)) {
+               std::holds_alternative<upstream_disconnect>(r.act) ||
+               std::holds_alternative<upstream_resume>(r.act)) {
       require(!r.client_id.empty(), "session action without a client id");
     }
   }
@@ -354,7 +355,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 2: {
         const std::string client = s.client();
         if (tracing) std::fprintf(stderr, "broker event for %s\n", client.c_str());
-        table.handle_upstream(client, build_event(s), now, out);
+        const upstream_event ev = build_event(s);
+        // Flow control: a message the session refuses is held by the runtime (not delivered).
+        const auto* m = std::get_if<upstream_message>(&ev);
+        if (m != nullptr && !table.offer(client, m->q)) {
+          require(m->q == qos::at_least_once || m->q == qos::exactly_once, "offer refused QoS 0");
+          if (tracing) std::fprintf(stderr, "  offer refused: held\n");
+          break;
+        }
+        table.handle_upstream(client, ev, now, out);
         break;
       }
       default: {

@@ -5,6 +5,7 @@
 // that keeps the session.
 #include "gateway/native_upstream.hpp"
 
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -654,6 +655,132 @@ TEST_F(NativeUpstream, a_client_with_the_gateways_client_id_is_refused) {
   start(s);
   io_.call([&] { up_->connect(s.gateway_client_id, {}); });
   ASSERT_TRUE(events_.wait<mqttsn::upstream_refused>(1, patience, s.gateway_client_id));
+}
+
+// Flow control (docs/flow-control.md): while the session refuses (offer() false), a client's
+// broker QoS 1/2 messages are held and not acknowledged; a DUP resend of a held one after a
+// reconnect with the broker's session is not held twice; resume() delivers them in order and
+// acknowledges each as it is taken; QoS 2 stays exactly once.
+TEST_F(NativeUpstream, flow_control_holds_the_ack_until_the_session_takes_the_message) {
+  scripted_broker broker;
+  std::atomic<bool> room{false};
+  std::atomic<int> offers{0};
+  up_ = std::make_unique<gateway::native_upstream>(io_.io(), settings_for(broker.uri()));
+  io_.call([&] {
+    up_->set_offer([&](const std::string& client_id, mqttsn::qos q) {
+      EXPECT_EQ(client_id, "sensor-1");
+      EXPECT_NE(q, mqttsn::qos::at_most_once);
+      ++offers;
+      return room.load();
+    });
+    up_->start(events_.handler());
+  });
+  auto g = broker.accept_session(false);
+  ASSERT_TRUE(g);
+  mqttsn::upstream_connect uc;
+  uc.clean_session = false;
+  io_.call([&] { up_->connect("sensor-1", uc); });
+  auto c = broker.accept();
+  ASSERT_TRUE(c);
+  c->expect<m::connect_packet>();
+  c->send(m::connack_packet{false, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
+  const auto held = [&] { return io_.call([&] { return up_->held("sensor-1"); }); };
+
+  c->send(m::publish_packet{"t/a", to_bytes("a"), 1, false, false, 1});
+  c->send(m::publish_packet{"t/b", to_bytes("b"), 2, false, false, 2});
+  c->send(m::publish_packet{"t/zero", to_bytes("z"), 0, false, false, 0});  // QoS 0: never held
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_message>(1, patience, "sensor-1"));
+  EXPECT_EQ(events_.all<mqttsn::upstream_message>("sensor-1")[0].topic, "t/zero");
+  EXPECT_EQ(held(), 2U);
+  EXPECT_EQ(offers.load(), 1);  // "b" waits behind "a" without asking
+  EXPECT_FALSE(c->read(300ms).has_value()) << "a held message was acknowledged";
+
+  // The connection breaks; back with the broker's session, the broker resends both with DUP.
+  c.reset();
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_lost>(1, patience, "sensor-1"));
+  auto c2 = broker.accept();
+  ASSERT_TRUE(c2);
+  c2->expect<m::connect_packet>();
+  c2->send(m::connack_packet{true, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(2, patience, "sensor-1"));
+  c2->send(m::publish_packet{"t/a", to_bytes("a"), 1, false, true, 1});
+  c2->send(m::publish_packet{"t/b", to_bytes("b"), 2, false, true, 2});
+  ASSERT_TRUE(wait_until([&] { return stats().held_duplicates == 2; }, patience));
+  EXPECT_EQ(held(), 2U);
+  EXPECT_EQ(stats().acks_deferred, 2U);
+  EXPECT_EQ(events_.all<mqttsn::upstream_message>("sensor-1").size(), 1U);
+
+  // Room: both delivered in order, each acknowledged then.
+  room = true;
+  io_.call([&] { up_->resume("sensor-1"); });
+  EXPECT_EQ(c2->expect<m::puback_packet>().packet_id, 1);
+  EXPECT_EQ(c2->expect<m::pubrec_packet>().packet_id, 2);
+  const auto msgs = events_.all<mqttsn::upstream_message>("sensor-1");
+  ASSERT_EQ(msgs.size(), 3U);
+  EXPECT_EQ(msgs[1].topic, "t/a");
+  EXPECT_EQ(msgs[1].q, mqttsn::qos::at_least_once);
+  EXPECT_EQ(msgs[2].topic, "t/b");
+  EXPECT_EQ(msgs[2].q, mqttsn::qos::exactly_once);
+  EXPECT_EQ(held(), 0U);
+  // QoS 2 stays exactly once: a resend before the PUBREL is answered, not delivered again.
+  c2->send(m::publish_packet{"t/b", to_bytes("b"), 2, false, true, 2});
+  EXPECT_EQ(c2->expect<m::pubrec_packet>().packet_id, 2);
+  c2->send(m::pubrel_packet{2});
+  EXPECT_EQ(c2->expect<m::pubcomp_packet>().packet_id, 2);
+  // With room, a message is taken and acknowledged at once.
+  c2->send(m::publish_packet{"t/c", to_bytes("c"), 1, false, false, 3});
+  EXPECT_EQ(c2->expect<m::puback_packet>().packet_id, 3);
+  EXPECT_EQ(events_.all<mqttsn::upstream_message>("sensor-1").size(), 4U);
+  EXPECT_EQ(stats().held_overflows, 0U);
+}
+
+// Beyond max_held the oldest held message goes to the session anyway (its queue's drop policy)
+// and is acknowledged; after a reconnect without the broker's session, held messages are still
+// delivered but never acknowledged (their packet ids belonged to the old session).
+TEST_F(NativeUpstream, flow_control_is_bounded_and_forgets_acks_of_a_lost_broker_session) {
+  scripted_broker broker;
+  auto s = settings_for(broker.uri());
+  s.max_held = 2;
+  std::atomic<bool> room{false};
+  up_ = std::make_unique<gateway::native_upstream>(io_.io(), s);
+  io_.call([&] {
+    up_->set_offer([&](const std::string&, mqttsn::qos) { return room.load(); });
+    up_->start(events_.handler());
+  });
+  auto g = broker.accept_session(false);
+  ASSERT_TRUE(g);
+  mqttsn::upstream_connect uc;
+  uc.clean_session = false;
+  io_.call([&] { up_->connect("sensor-1", uc); });
+  auto c = broker.accept();
+  ASSERT_TRUE(c);
+  c->expect<m::connect_packet>();
+  c->send(m::connack_packet{false, 0});
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
+
+  for (std::uint16_t id = 1; id <= 3; ++id) {
+    c->send(m::publish_packet{"t/" + std::to_string(id), to_bytes("x"), 1, false, false, id});
+  }
+  EXPECT_EQ(c->expect<m::puback_packet>().packet_id, 1);  // pushed out by the third
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_message>(1, patience, "sensor-1"));
+  EXPECT_EQ(events_.all<mqttsn::upstream_message>("sensor-1")[0].topic, "t/1");
+  EXPECT_EQ(stats().held_overflows, 1U);
+  EXPECT_EQ(io_.call([&] { return up_->held("sensor-1"); }), 2U);
+
+  c.reset();
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_lost>(1, patience, "sensor-1"));
+  auto c2 = broker.accept();
+  ASSERT_TRUE(c2);
+  c2->expect<m::connect_packet>();
+  c2->send(m::connack_packet{false, 0});  // the broker lost the session
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(2, patience, "sensor-1"));
+  room = true;
+  io_.call([&] { up_->resume("sensor-1"); });
+  ASSERT_TRUE(events_.wait<mqttsn::upstream_message>(3, patience, "sensor-1"));
+  EXPECT_EQ(events_.all<mqttsn::upstream_message>("sensor-1")[1].topic, "t/2");
+  EXPECT_EQ(events_.all<mqttsn::upstream_message>("sensor-1")[2].topic, "t/3");
+  EXPECT_FALSE(c2->read(300ms).has_value()) << "an id of the old session was acknowledged";
 }
 
 // Against Mosquitto: a round trip on the shared connection, and a broker restart (with

@@ -46,7 +46,7 @@ void PrintTo(const config& c, std::ostream* os) {
       << c.max_clients << ", sleep-buffer " << c.sleep_buffer << ", session-expiry "
       << c.session_expiry.count() << ", max-frame-size "
       << c.max_frame_size << ", udp-receive-buffer " << c.udp_receive_buffer << ", connect-timeout " << c.connect_timeout.count()
-      << "ms, upstream-max-queued " << c.upstream_max_queued
+      << "ms, upstream-max-queued " << c.upstream_max_queued << ", upstream-max-held " << c.upstream_max_held
       << ", serial '" << c.serial << "' baud " << c.serial_baud << " framing "
       << static_cast<int>(c.serial_frame) << " flow " << static_cast<int>(c.serial_flow_control)
       << " max " << c.serial_max_frame_size << ", upstream-client-id '" << c.upstream_client_id << "', status-topic '" << c.status_topic
@@ -158,6 +158,7 @@ const std::vector<std::pair<std::string, std::string>> non_default_values = {
     {"status-topic", "home/gateway/status"},
     {"connect-timeout", "2.5"},
     {"upstream-max-queued", "250"},
+    {"upstream-max-held", "0"},
     {"broker-ca-file", "/etc/mqttsn/ca.crt"},
     {"broker-ca-dir", "/etc/ssl/certs"},
     {"broker-cert-file", "/etc/mqttsn/gw.crt"},
@@ -202,6 +203,7 @@ config non_default_config() {
   c.status_topic = "home/gateway/status";
   c.connect_timeout = 2500ms;
   c.upstream_max_queued = 250;
+  c.upstream_max_held = 0;
   c.broker_ca_file = "/etc/mqttsn/ca.crt";
   c.broker_ca_dir = "/etc/ssl/certs";
   c.broker_cert_file = "/etc/mqttsn/gw.crt";
@@ -625,6 +627,7 @@ TEST(ConfigBounds, every_bound_is_accepted_at_the_bound_and_refused_beyond) {
       {"udp-receive-buffer", "4096", "4095", "--udp-receive-buffer: '4095' is not in 4096..1073741824"},
       {"upstream-max-queued", "1", "0", "--upstream-max-queued: '0' is not in 1..1000000"},
       {"upstream-max-queued", "1000000", "1000001", "--upstream-max-queued: '1000001' is not in 1..1000000"},
+      {"upstream-max-held", "100000", "100001", "--upstream-max-held: '100001' is not in 0..100000"},
       {"udp-receive-buffer", "1073741824", "1073741825",
        "--udp-receive-buffer: '1073741825' is not in 4096..1073741824"},
       {"keep-alive-grace", "1", "0.999", "--keep-alive-grace: '0.999' is not in 1..10"},
@@ -1054,6 +1057,7 @@ TEST(ConfigHelp, help_lists_every_key_with_a_description_and_exits) {
                                                    "status-topic",
                                                    "connect-timeout",
                                                    "upstream-max-queued",
+                                                   "upstream-max-held",
                                                    "broker-ca-file",
                                                    "broker-ca-dir",
                                                    "broker-cert-file",

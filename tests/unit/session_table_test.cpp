@@ -914,5 +914,19 @@ TEST_F(SessionTableAdmission, an_unbound_listed_client_connects_from_anywhere) {
   EXPECT_EQ(stats.admission_refused, 0U);
 }
 
+TEST_F(SessionTable, offer_asks_the_clients_session_and_its_resume_is_routed_to_it) {
+  session_cfg.max_queued = 1;
+  make_table(table_config{1000, 7});
+  EXPECT_TRUE(table->offer("nobody", qos::exactly_once));  // no session: nothing withholds
+  connect_client("abc", "udp:A", connect_abc);
+  EXPECT_TRUE(table->offer("abc", qos::at_least_once));
+  // PUBLISH QoS 1 on the predefined id 0x0010, msg id 1, "hi".
+  EXPECT_EQ(upstream("abc", upstream_message{"sensors/temp", {0x68, 0x69}, qos::at_least_once, false}),
+            (routed_list{{"abc", "udp:A", raw({0x09, 0x0C, 0x21, 0x00, 0x10, 0x00, 0x01, 0x68, 0x69})}}));
+  EXPECT_FALSE(table->offer("abc", qos::at_least_once));
+  EXPECT_EQ(feed("udp:A", bytes{0x07, 0x0D, 0x00, 0x10, 0x00, 0x01, 0x00}),
+            (routed_list{{"abc", "udp:A", upstream_resume{}}}));
+}
+
 }  // namespace
 }  // namespace mqttsn

@@ -1522,5 +1522,109 @@ TEST_F(Session, an_inconsistent_snapshot_is_refused_and_changes_nothing) {
   EXPECT_TRUE(out.empty());
 }
 
+// ---------------------------------------------------------------------------------------------
+// flow control toward the broker (docs/flow-control.md)
+
+TEST_F(Session, offer_refuses_qos12_while_an_active_clients_queue_is_full_and_resumes_after_its_puback) {
+  cfg.max_queued = 2;
+  connect_active();
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  EXPECT_TRUE(s().offer(qos::at_least_once));
+  // PUBLISH QoS 1, topic id 1, msg id 1, "1": in flight.
+  EXPECT_EQ(deliver("a/b", "1", qos::at_least_once), (actions{raw({0x08, 0x0C, 0x20, 0x00, 0x01, 0x00, 0x01, '1'})}));
+  EXPECT_TRUE(s().offer(qos::exactly_once));
+  EXPECT_EQ(deliver("a/b", "2", qos::at_least_once), actions{});
+  EXPECT_FALSE(s().offer(qos::at_least_once));
+  EXPECT_FALSE(s().offer(qos::exactly_once));
+  EXPECT_TRUE(s().offer(qos::at_most_once));  // QoS 0 is never withheld: the drop policy bounds it
+  EXPECT_EQ(stats.dropped_qos12, 0U);
+  // PUBACK of msg id 1: the next message goes out, and the runtime may offer again (once).
+  EXPECT_EQ(in({0x07, 0x0D, 0x00, 0x01, 0x00, 0x01, 0x00}),
+            (actions{raw({0x08, 0x0C, 0x20, 0x00, 0x01, 0x00, 0x02, '2'}), upstream_resume{}}));
+  EXPECT_TRUE(s().offer(qos::at_least_once));
+  EXPECT_EQ(in({0x07, 0x0D, 0x00, 0x01, 0x00, 0x02, 0x00}), actions{});
+}
+
+TEST_F(Session, a_qos2_delivery_frees_its_place_at_pubcomp_not_at_pubrec) {
+  cfg.max_queued = 1;
+  connect_active();
+  subscribe_ok("a/b", qos::exactly_once, 1, 1);
+  EXPECT_EQ(deliver("a/b", "1", qos::exactly_once), (actions{raw({0x08, 0x0C, 0x40, 0x00, 0x01, 0x00, 0x01, '1'})}));
+  EXPECT_FALSE(s().offer(qos::exactly_once));
+  EXPECT_EQ(in({0x04, 0x0F, 0x00, 0x01}), (actions{raw({0x04, 0x10, 0x00, 0x01})}));  // PUBREC -> PUBREL
+  EXPECT_FALSE(s().offer(qos::exactly_once));
+  EXPECT_EQ(in({0x04, 0x0E, 0x00, 0x01}), (actions{upstream_resume{}}));  // PUBCOMP
+  EXPECT_TRUE(s().offer(qos::exactly_once));
+}
+
+TEST_F(Session, a_full_queue_holding_qos0_still_has_room_for_qos12) {
+  cfg.max_queued = 2;
+  connect_active();
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  deliver("a/b", "1", qos::at_least_once);  // in flight: never the one that makes room
+  deliver("a/b", "0", qos::at_most_once);
+  EXPECT_TRUE(s().offer(qos::at_least_once));
+  EXPECT_EQ(deliver("a/b", "2", qos::at_least_once), (actions{report{event::first_drop, "queue full (QoS 0)"}}));
+  EXPECT_EQ(stats.dropped_qos0, 1U);
+  EXPECT_FALSE(s().offer(qos::at_least_once));
+}
+
+TEST_F(Session, an_asleep_client_never_withholds_its_sleep_buffer_bound_drops) {
+  cfg.max_queued = 1;
+  connect_active(false);
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  go_to_sleep(300);
+  deliver("a/b", "1", qos::at_least_once);
+  EXPECT_TRUE(s().offer(qos::at_least_once));
+  EXPECT_EQ(deliver("a/b", "2", qos::at_least_once), (actions{report{event::first_drop, "queue full (QoS 1/2, last resort)"}}));
+  EXPECT_EQ(stats.dropped_qos12, 1U);
+}
+
+TEST_F(Session, going_to_sleep_after_a_refused_offer_resumes_the_runtime) {
+  cfg.max_queued = 1;
+  connect_active(false);
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  deliver("a/b", "1", qos::at_least_once);
+  ASSERT_FALSE(s().offer(qos::at_least_once));
+  EXPECT_EQ(in({0x04, 0x18, 0x01, 0x2C}),  // DISCONNECT, duration 300 s
+            (actions{raw({0x02, 0x18}), report{event::asleep, "300 s"}, upstream_resume{}}));
+  EXPECT_TRUE(s().offer(qos::at_least_once));
+}
+
+TEST_F(Session, a_lost_client_resumes_the_runtime) {
+  cfg.max_queued = 1;
+  connect_active(false, 10);
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  deliver("a/b", "1", qos::at_least_once);
+  ASSERT_FALSE(s().offer(qos::at_least_once));
+  EXPECT_EQ(at(15s), (actions{report{event::lost, "keep-alive"}, upstream_disconnect{}, upstream_resume{}}));
+}
+
+TEST_F(Session, an_awake_client_withholds_until_its_cycle_ends) {
+  cfg.max_queued = 1;
+  connect_active(false);
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  go_to_sleep(300);
+  deliver("a/b", "1", qos::at_least_once);
+  EXPECT_TRUE(s().offer(qos::at_least_once));  // asleep: the buffer bound decides
+  ASSERT_EQ(in(pingreq{"abc"}).size(), 2U);     // awake, delivering "1"
+  EXPECT_FALSE(s().offer(qos::at_least_once));
+  EXPECT_EQ(in({0x07, 0x0D, 0x00, 0x01, 0x00, 0x01, 0x00}),  // PUBACK: PINGRESP, asleep again
+            (actions{raw({0x02, 0x17}), report{event::asleep, "300 s"}, upstream_resume{}}));
+}
+
+TEST_F(Session, a_refused_offer_is_not_counted_and_changes_nothing_else) {
+  cfg.max_queued = 1;
+  connect_active();
+  subscribe_ok("a/b", qos::at_least_once, 1, 1);
+  deliver("a/b", "1", qos::at_least_once);
+  const counters before = stats;
+  EXPECT_FALSE(s().offer(qos::at_least_once));
+  EXPECT_EQ(stats.dropped_qos12, before.dropped_qos12);
+  EXPECT_EQ(stats.buffered, before.buffered);
+  EXPECT_EQ(s().queued(), 1U);
+  EXPECT_EQ(at(5s), actions{});  // no timer of its own
+}
+
 }  // namespace
 }  // namespace mqttsn

@@ -36,6 +36,7 @@ inline void PrintTo(const upstream_unsubscribe& x, std::ostream* os) {
   *os << "upstream_unsubscribe{ref=" << x.ref << ", " << x.filter << "}";
 }
 inline void PrintTo(const upstream_disconnect&, std::ostream* os) { *os << "upstream_disconnect{}"; }
+inline void PrintTo(const upstream_resume&, std::ostream* os) { *os << "upstream_resume{}"; }
 inline void PrintTo(const report& x, std::ostream* os) {
   *os << "report{" << static_cast<int>(x.what) << ", \"" << x.detail << "\"}";
 }
