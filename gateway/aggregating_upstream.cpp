@@ -1,4 +1,5 @@
 #include "gateway/aggregating_upstream.hpp"
+#include "gateway/extension.hpp"
 #include "gateway/native_upstream.hpp"
 #include "gateway/paho_upstream.hpp"
 #include "mqttsn/overloaded.hpp"
@@ -27,7 +28,7 @@ mqttsn::qos lower(mqttsn::qos a, mqttsn::qos b) {
 const std::string shared_id{gateway_connection};
 
 std::unique_ptr<upstream> make_shared_connection(boost::asio::io_context& io, const paho_settings& s) {
-  if (s.client == upstream_client::paho) return std::make_unique<paho_upstream>(io, s);
+  if (s.client == upstream_client::paho) return make_paho_upstream(io, s);
   return std::make_unique<native_upstream>(io, s);
 }
 
