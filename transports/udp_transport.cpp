@@ -19,7 +19,7 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
     : prefix_(std::move(prefix)),
       max_frame_size_(options.max_frame_size),
       slot_size_(options.max_frame_size + 1),
-      unicast_{udp::socket(io), std::vector<std::uint8_t>(slot_size_ * batch_size)} {
+      unicast_{udp::socket(io), std::unique_ptr<std::uint8_t[]>(new std::uint8_t[slot_size_ * batch_size])} {
   const auto address = asio::ip::make_address(options.host);
   const udp::endpoint local(address, options.port);
   unicast_.socket.open(local.protocol());
@@ -42,7 +42,7 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
   if (options.multicast) {
     const auto group = asio::ip::make_address(options.multicast->first);
     group_endpoint_ = udp::endpoint(group, options.multicast->second);
-    group_.emplace(receiver{udp::socket(io), std::vector<std::uint8_t>(slot_size_ * batch_size)});
+    group_.emplace(receiver{udp::socket(io), std::unique_ptr<std::uint8_t[]>(new std::uint8_t[slot_size_ * batch_size])});
     group_->socket.open(group_endpoint_->protocol());
     group_->socket.set_option(udp::socket::reuse_address(true));
     group_->socket.bind(udp::endpoint(group.is_v6() ? udp::v6() : udp::v4(), options.multicast->second));
@@ -118,7 +118,7 @@ void udp_transport::drain(receiver& r) {
   batching_ = true;
   for (int round = 0; round < 8 && !stopped_; ++round) {
     for (std::size_t k = 0; k < batch_size; ++k) {
-      iov[k] = iovec{r.buffer.data() + k * slot_size_, slot_size_};
+      iov[k] = iovec{r.buffer.get() + k * slot_size_, slot_size_};
       msgs[k] = mmsghdr{};
       msgs[k].msg_hdr.msg_name = &from[k];
       msgs[k].msg_hdr.msg_namelen = sizeof from[k];
@@ -147,7 +147,7 @@ void udp_transport::drain(receiver& r) {
                       to_endpoint(sender), max_frame_size_);
         continue;
       }
-      on_frame_(to_endpoint(sender), std::span<const std::uint8_t>(r.buffer.data() + static_cast<std::size_t>(k) * slot_size_, size));
+      on_frame_(to_endpoint(sender), std::span<const std::uint8_t>(r.buffer.get() + static_cast<std::size_t>(k) * slot_size_, size));
     }
     if (static_cast<std::size_t>(n) < batch_size) break;
   }
