@@ -63,17 +63,59 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
 
 std::uint16_t udp_transport::local_port() const { return unicast_.socket.local_endpoint().port(); }
 
+namespace {
+
+// "a.b.c.d:port" without sprintf (inet_ntop) and its locale machinery: this runs for every
+// datagram received, and its inverse below for every datagram sent.
+char* format_v4(char* p, char* end, const asio::ip::address_v4::bytes_type& b, std::uint16_t port) {
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    p = std::to_chars(p, end, b[i]).ptr;
+    *p++ = i + 1 < b.size() ? '.' : ':';
+  }
+  return std::to_chars(p, end, port).ptr;
+}
+
+// Parses a canonical decimal number (no sign, no leading zero) of at most `max`.
+template <class T>
+bool parse_canonical(std::string_view text, T max, T& out) {
+  if (text.empty() || text.size() > 5 || (text.size() > 1 && text.front() == '0')) return false;
+  unsigned value = 0;
+  const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (err != std::errc{} || end != text.data() + text.size() || value > max) return false;
+  out = static_cast<T>(value);
+  return true;
+}
+
+// "a.b.c.d:port" exactly as format_v4 writes it; anything else (IPv6, other spellings) is left to
+// the general parser.
+std::optional<udp::endpoint> parse_v4(std::string_view rest) {
+  asio::ip::address_v4::bytes_type b{};
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    const auto stop = rest.find(i + 1 < b.size() ? '.' : ':');
+    if (stop == std::string_view::npos || !parse_canonical<std::uint8_t>(rest.substr(0, stop), 255, b[i])) {
+      return std::nullopt;
+    }
+    rest.remove_prefix(stop + 1);
+  }
+  std::uint16_t port = 0;
+  if (!parse_canonical<std::uint16_t>(rest, 65535, port)) return std::nullopt;
+  return udp::endpoint(asio::ip::address_v4(b), port);
+}
+
+}  // namespace
+
 std::string udp_transport::to_endpoint(const udp::endpoint& ep) const {
   const auto a = ep.address();
   std::string s = prefix_;
-  if (a.is_v6()) {
-    s += '[';
-    s += a.to_string();
-    s += ']';
-  } else {
-    s += a.to_string();
+  if (a.is_v4()) {
+    char buf[32];
+    char* end = format_v4(buf, buf + sizeof buf, a.to_v4().to_bytes(), ep.port());
+    s.append(buf, static_cast<std::size_t>(end - buf));
+    return s;
   }
-  s += ':';
+  s += '[';
+  s += a.to_string();
+  s += "]:";
   s += std::to_string(ep.port());
   return s;
 }
@@ -81,6 +123,7 @@ std::string udp_transport::to_endpoint(const udp::endpoint& ep) const {
 std::optional<udp::endpoint> udp_transport::from_endpoint(const std::string& ep) const {
   if (ep.compare(0, prefix_.size(), prefix_) != 0) return std::nullopt;
   const std::string_view rest = std::string_view(ep).substr(prefix_.size());
+  if (auto v4 = parse_v4(rest)) return v4;
   const auto colon = rest.rfind(':');
   if (colon == std::string_view::npos) return std::nullopt;
   std::string_view host = rest.substr(0, colon);
