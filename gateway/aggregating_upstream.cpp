@@ -1,6 +1,6 @@
 #include "gateway/aggregating_upstream.hpp"
+#include "gateway/extension.hpp"
 #include "gateway/native_upstream.hpp"
-#include "gateway/paho_upstream.hpp"
 #include "mqttsn/overloaded.hpp"
 
 #include <algorithm>
@@ -27,7 +27,7 @@ mqttsn::qos lower(mqttsn::qos a, mqttsn::qos b) {
 const std::string shared_id{gateway_connection};
 
 std::unique_ptr<upstream> make_shared_connection(boost::asio::io_context& io, const paho_settings& s) {
-  if (s.client == upstream_client::paho) return std::make_unique<paho_upstream>(io, s);
+  if (s.client == upstream_client::paho) return make_paho_upstream(io, s);
   return std::make_unique<native_upstream>(io, s);
 }
 
@@ -53,11 +53,6 @@ void aggregating_upstream::start(event_handler on_event) {
   });
   spdlog::debug("upstream: aggregating mode: all clients share the connection '{}' ({} client)",
                 settings_.gateway_client_id, settings_.client == upstream_client::paho ? "Paho" : "native");
-}
-
-const paho_stats& aggregating_upstream::shared_stats() const noexcept {
-  if (settings_.client == upstream_client::paho) return static_cast<const paho_upstream&>(*shared_).stats();
-  return static_cast<const native_upstream&>(*shared_).stats();
 }
 
 void aggregating_upstream::stop(std::chrono::milliseconds timeout) { shared_->stop(timeout); }

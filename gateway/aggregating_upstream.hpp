@@ -85,8 +85,7 @@ class aggregating_upstream final : public upstream {
   void forget(const std::string& client_id) override;
 
   const mqttsn::fanout& table() const noexcept { return table_; }
-  // The shared connection's counters (the same for either client) and settings.
-  const paho_stats& shared_stats() const noexcept;
+  // The shared connection's settings (its counters: counters()).
   const paho_settings& shared_settings() const noexcept { return settings_; }
   const aggregating_stats& stats() const noexcept { return stats_; }
   // The shared connection's counters.

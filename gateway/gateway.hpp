@@ -62,6 +62,7 @@ class gateway {
   transports::transport* transport_for(const std::string& endpoint) const;
   void restore_sessions();
   void arm_flush_timer();
+  void note_emptied();
 
   const config& cfg_;
   upstream& up_;
@@ -76,6 +77,10 @@ class gateway {
   boost::asio::steady_timer stats_timer_;
   boost::asio::steady_timer advertise_timer_;
   boost::asio::steady_timer flush_timer_;
+  // The last session gone: once its broker connection is closed too, freed memory goes back to the
+  // system (malloc_trim), so a gateway the sensors left returns to its idle RSS.
+  boost::asio::steady_timer trim_timer_;
+  bool had_sessions_ = false;
   session_store* store_ = nullptr;
   std::uint64_t flushes_ = 0;
   std::uint64_t flush_failures_ = 0;

@@ -22,7 +22,7 @@
 #include "gateway/config.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/native_upstream.hpp"
-#include "gateway/paho_upstream.hpp"
+#include "gateway/extension.hpp"
 #include "gateway/clients_file.hpp"
 #include "gateway/secrets.hpp"
 #include "mqttsn/admission.hpp"
@@ -240,11 +240,13 @@ int main(int argc, char* argv[]) {
       std::cerr << "mqttsn-gateway: " << e.what() << '\n';
       return 2;
     }
-  } else if (settings.client == gateway::upstream_client::paho) {
-    upstream = std::make_unique<gateway::paho_upstream>(io, settings);
   } else {
     try {
-      upstream = std::make_unique<gateway::native_upstream>(io, settings);
+      if (settings.client == gateway::upstream_client::paho) {
+        upstream = gateway::make_paho_upstream(io, settings);
+      } else {
+        upstream = std::make_unique<gateway::native_upstream>(io, settings);
+      }
     } catch (const std::invalid_argument& e) {
       std::cerr << "mqttsn-gateway: " << e.what() << '\n';
       return 2;
@@ -256,7 +258,7 @@ int main(int argc, char* argv[]) {
   std::unique_ptr<gateway::session_store> store;
   if (!cfg.persistence.empty()) {
     try {
-      store = std::make_unique<gateway::session_store>(cfg.persistence);
+      store = gateway::open_session_store(cfg.persistence);
     } catch (const std::exception& e) {
       std::cerr << "mqttsn-gateway: --persistence " << e.what() << '\n';
       return 2;

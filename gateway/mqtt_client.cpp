@@ -9,9 +9,6 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-#include <openssl/ssl.h>
-#include <openssl/x509_vfy.h>
-#include <openssl/x509v3.h>
 
 namespace gateway {
 
@@ -56,53 +53,28 @@ std::optional<broker_address> parse_broker_uri(const std::string& uri) {
   return a;
 }
 
-std::shared_ptr<asio::ssl::context> make_tls_context(const tls_settings& t) {
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  boost::system::error_code ec;
-  if (!t.ca_file.empty() && ctx->load_verify_file(t.ca_file, ec)) {
-    throw std::invalid_argument("--broker-ca-file " + t.ca_file + ": " + ec.message());
-  }
-  if (!t.ca_dir.empty() && ctx->add_verify_path(t.ca_dir, ec)) {
-    throw std::invalid_argument("--broker-ca-dir " + t.ca_dir + ": " + ec.message());
-  }
-  if (t.ca_file.empty() && t.ca_dir.empty()) ctx->set_default_verify_paths(ec);
-  if (!t.key_password.empty()) {
-    ctx->set_password_callback(
-        [pw = t.key_password](std::size_t, asio::ssl::context::password_purpose) { return pw; });
-  }
-  if (!t.cert_file.empty() && ctx->use_certificate_chain_file(t.cert_file, ec)) {
-    throw std::invalid_argument("--broker-cert-file " + t.cert_file + ": " + ec.message());
-  }
-  if (!t.key_file.empty() && ctx->use_private_key_file(t.key_file, asio::ssl::context::pem, ec)) {
-    throw std::invalid_argument("--broker-key-file " + t.key_file + ": " + ec.message());
-  }
-  ctx->set_verify_mode(t.insecure ? asio::ssl::verify_none : asio::ssl::verify_peer);
-  return ctx;
-}
-
 mqtt_connection::mqtt_connection(asio::io_context& io, broker_address address,
-                                 std::shared_ptr<asio::ssl::context> tls, bool tls_insecure,
+                                 std::shared_ptr<tls_client> tls,
                                  m::connect_packet connect,
                                  std::chrono::milliseconds connect_timeout, listener* l)
     : io_(io),
       address_(std::move(address)),
-      tls_ctx_(std::move(tls)),
-      tls_insecure_(tls_insecure),
+      tls_client_(std::move(tls)),
       connect_(std::move(connect)),
       connect_timeout_(connect_timeout),
       listener_(l),
       resolver_(io),
       connect_timer_(io),
       keep_alive_timer_(io) {
-  if (address_.tls && tls_ctx_) {
-    tls_.emplace(io, *tls_ctx_);
+  if (address_.tls && tls_client_) {
+    tls_ = tls_client_->make_stream(io);
   } else {
     plain_.emplace(io);
   }
 }
 
 mqtt_connection::tcp::socket& mqtt_connection::socket() {
-  return tls_ ? tls_->next_layer() : *plain_;
+  return tls_ ? tls_->socket() : *plain_;
 }
 
 void mqtt_connection::open() {
@@ -145,30 +117,12 @@ void mqtt_connection::on_connected(const boost::system::error_code& ec) {
   boost::system::error_code ignored;
   socket().set_option(tcp::no_delay(true), ignored);
   if (!tls_) return send_connect();
-  SSL* ssl = tls_->native_handle();
-  // SNI; SSL_set_tlsext_host_name() is a macro with a C cast: call what it expands to.
-  SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-           const_cast<char*>(address_.host.c_str()));
-  if (!tls_insecure_) {
-    // The broker's name (or IP address) must be in its certificate: checked by OpenSSL during the
-    // handshake, as the TLS probe does.
-    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (X509_VERIFY_PARAM_set1_ip_asc(param, address_.host.c_str()) != 1) {
-      X509_VERIFY_PARAM_set1_host(param, address_.host.c_str(), 0);
-    }
-  }
-  tls_->async_handshake(asio::ssl::stream_base::client,
-                        [self = shared_from_this()](const boost::system::error_code& e) {
-                          if (self->state_ != state::connecting) return;
-                          if (e) {
-                            std::string verify;
-                            const long result = SSL_get_verify_result(self->tls_->native_handle());
-                            if (result != X509_V_OK) verify = X509_verify_cert_error_string(result);
-                            return self->fail("TLS handshake failed: " + e.message(), verify);
-                          }
-                          self->send_connect();
-                        });
+  tls_->async_handshake(address_.host, [self = shared_from_this()](const boost::system::error_code& e,
+                                                                    const std::string& verify) {
+    if (self->state_ != state::connecting) return;
+    if (e) return self->fail("TLS handshake failed: " + e.message(), verify);
+    self->send_connect();
+  });
 }
 
 void mqtt_connection::send_connect() {
@@ -303,7 +257,7 @@ void mqtt_connection::start_write() {
     self->on_written(ec);
   };
   if (tls_) {
-    asio::async_write(*tls_, asio::buffer(writing_buf_), std::move(handler));
+    tls_->async_write(asio::buffer(writing_buf_), std::move(handler));
   } else {
     asio::async_write(*plain_, asio::buffer(writing_buf_), std::move(handler));
   }

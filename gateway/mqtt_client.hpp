@@ -20,10 +20,10 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "gateway/broker_settings.hpp"
+#include "gateway/tls_stream.hpp"
 #include "mqttsn/mqtt_codec.hpp"
 
 namespace gateway {
@@ -36,9 +36,6 @@ struct broker_address {
 };
 std::optional<broker_address> parse_broker_uri(const std::string& uri);
 
-// An OpenSSL context for ssl:// brokers from the gateway's TLS settings (throws
-// std::invalid_argument naming the file that cannot be loaded).
-std::shared_ptr<boost::asio::ssl::context> make_tls_context(const tls_settings& tls);
 
 class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
  public:
@@ -58,7 +55,7 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
   };
 
   mqtt_connection(boost::asio::io_context& io, broker_address address,
-                  std::shared_ptr<boost::asio::ssl::context> tls, bool tls_insecure,
+                  std::shared_ptr<tls_client> tls,
                   mqttsn::mqtt311::connect_packet connect,
                   std::chrono::milliseconds connect_timeout, listener* l);
   mqtt_connection(const mqtt_connection&) = delete;
@@ -103,15 +100,14 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
 
   boost::asio::io_context& io_;
   broker_address address_;
-  std::shared_ptr<boost::asio::ssl::context> tls_ctx_;
-  bool tls_insecure_ = false;
+  std::shared_ptr<tls_client> tls_client_;
   mqttsn::mqtt311::connect_packet connect_;
   std::chrono::milliseconds connect_timeout_;
   listener* listener_;
   state state_ = state::idle;
   tcp::resolver resolver_;
   std::optional<tcp::socket> plain_;
-  std::optional<boost::asio::ssl::stream<tcp::socket>> tls_;
+  std::unique_ptr<tls_stream> tls_;  // ssl:// (from the extension module)
   boost::asio::steady_timer connect_timer_;
   boost::asio::steady_timer keep_alive_timer_;
   bool ping_outstanding_ = false;

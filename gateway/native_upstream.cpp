@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "gateway/extension.hpp"
 #include "mqttsn/overloaded.hpp"
 #include "mqttsn/topics.hpp"
 
@@ -102,7 +103,7 @@ native_upstream::native_upstream(boost::asio::io_context& io, paho_settings sett
     throw std::invalid_argument("status topic '" + settings_.status_topic +
                                 "': not a valid MQTT topic name");
   }
-  if (address_.tls) tls_ = make_tls_context(settings_.tls);
+  if (address_.tls) tls_ = make_tls_client(settings_.tls);
 }
 
 native_upstream::~native_upstream() {
@@ -368,8 +369,7 @@ void native_upstream::attempt(link& l) {
       c.password = m::bytes(login->password.begin(), login->password.end());
     }
   }
-  l.conn = std::make_shared<mqtt_connection>(io_, address_, tls_, settings_.tls.insecure,
-                                             std::move(c), settings_.connect_timeout,
+  l.conn = std::make_shared<mqtt_connection>(io_, address_, tls_, std::move(c), settings_.connect_timeout,
                                              static_cast<mqtt_connection::listener*>(&l));
   l.conn->open();
 }

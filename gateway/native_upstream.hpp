@@ -184,7 +184,7 @@ class native_upstream final : public upstream {
   boost::asio::io_context& io_;
   paho_settings settings_;
   broker_address address_;
-  std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::shared_ptr<tls_client> tls_;  // ssl:// only: loads the extension module
   event_handler on_event_;
   offer_handler offer_;
   std::map<std::string, std::shared_ptr<link>, std::less<>> links_;  // "": the gateway-level one

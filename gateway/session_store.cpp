@@ -105,9 +105,30 @@ std::optional<mqttsn::qos> to_qos(std::int64_t v, bool allow_minus_one = false) 
 
 bool in_u16(std::int64_t v) { return v >= 0 && v <= 0xFFFF; }
 
+class sqlite_session_store final : public session_store {
+ public:
+  explicit sqlite_session_store(const std::string& path);
+  ~sqlite_session_store() override;
+  sqlite_session_store(const sqlite_session_store&) = delete;
+  sqlite_session_store& operator=(const sqlite_session_store&) = delete;
+
+  loaded load() override;
+  void write(const std::vector<change>& changes) override;
+  const std::string& path() const noexcept override { return path_; }
+
+ private:
+  void exec(const char* sql);
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
 }  // namespace
 
-session_store::session_store(const std::string& path) : path_(path) {
+std::unique_ptr<session_store> open_sqlite_session_store(const std::string& path) {
+  return std::make_unique<sqlite_session_store>(path);
+}
+
+sqlite_session_store::sqlite_session_store(const std::string& path) : path_(path) {
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
       SQLITE_OK) {
     const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
@@ -149,9 +170,9 @@ session_store::session_store(const std::string& path) : path_(path) {
   }
 }
 
-session_store::~session_store() { sqlite3_close(db_); }
+sqlite_session_store::~sqlite_session_store() { sqlite3_close(db_); }
 
-void session_store::exec(const char* sql) {
+void sqlite_session_store::exec(const char* sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string why = err ? err : sqlite3_errmsg(db_);
@@ -160,7 +181,7 @@ void session_store::exec(const char* sql) {
   }
 }
 
-session_store::loaded session_store::load() {
+session_store::loaded sqlite_session_store::load() {
   loaded out;
   std::map<std::string, stored> by_id;
   std::map<std::string, std::string> bad;  // client id -> why
@@ -278,7 +299,7 @@ session_store::loaded session_store::load() {
   return out;
 }
 
-void session_store::write(const std::vector<change>& changes) {
+void sqlite_session_store::write(const std::vector<change>& changes) {
   if (changes.empty()) return;
   exec("BEGIN");
   try {

@@ -16,18 +16,13 @@
 
 #include "mqttsn/session.hpp"
 
-struct sqlite3;
-
 namespace gateway {
 
+// The store the gateway writes to. The SQLite one is in the extension module (SQLite is mapped
+// only with --persistence): open it with gateway::open_session_store (gateway/extension.hpp).
 class session_store {
  public:
-  // Opens (creating if needed) the database and its schema. Throws std::runtime_error naming the
-  // file on any failure (not a database, another schema version, unwritable).
-  explicit session_store(const std::string& path);
-  ~session_store();
-  session_store(const session_store&) = delete;
-  session_store& operator=(const session_store&) = delete;
+  virtual ~session_store() = default;
 
   struct stored {
     mqttsn::session_snapshot snapshot;
@@ -38,18 +33,17 @@ class session_store {
     std::vector<std::string> problems;  // sessions not restorable, with why (never invented)
     std::vector<std::string> damaged;   // their client ids: write() them as deletions once reported
   };
-  loaded load();
+  virtual loaded load() = 0;
 
   // One transaction: each change is a snapshot to write, or nullopt to delete that client.
   using change = std::pair<std::string, std::optional<stored>>;
-  void write(const std::vector<change>& changes);
+  virtual void write(const std::vector<change>& changes) = 0;
 
-  const std::string& path() const noexcept { return path_; }
-
- private:
-  void exec(const char* sql);
-  std::string path_;
-  sqlite3* db_ = nullptr;
+  virtual const std::string& path() const noexcept = 0;
 };
+
+// Opens (creating if needed) the SQLite database and its schema. Throws std::runtime_error naming
+// the file on any failure (not a database, another schema version, unwritable).
+std::unique_ptr<session_store> open_sqlite_session_store(const std::string& path);
 
 }  // namespace gateway

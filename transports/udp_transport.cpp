@@ -19,7 +19,7 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
     : prefix_(std::move(prefix)),
       max_frame_size_(options.max_frame_size),
       slot_size_(options.max_frame_size + 1),
-      unicast_{udp::socket(io), std::vector<std::uint8_t>(slot_size_ * batch_size)} {
+      unicast_{udp::socket(io), std::unique_ptr<std::uint8_t[]>(new std::uint8_t[slot_size_ * batch_size])} {
   const auto address = asio::ip::make_address(options.host);
   const udp::endpoint local(address, options.port);
   unicast_.socket.open(local.protocol());
@@ -42,7 +42,7 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
   if (options.multicast) {
     const auto group = asio::ip::make_address(options.multicast->first);
     group_endpoint_ = udp::endpoint(group, options.multicast->second);
-    group_.emplace(receiver{udp::socket(io), std::vector<std::uint8_t>(slot_size_ * batch_size)});
+    group_.emplace(receiver{udp::socket(io), std::unique_ptr<std::uint8_t[]>(new std::uint8_t[slot_size_ * batch_size])});
     group_->socket.open(group_endpoint_->protocol());
     group_->socket.set_option(udp::socket::reuse_address(true));
     group_->socket.bind(udp::endpoint(group.is_v6() ? udp::v6() : udp::v4(), options.multicast->second));
@@ -63,17 +63,59 @@ udp_transport::udp_transport(asio::io_context& io, std::string prefix, const udp
 
 std::uint16_t udp_transport::local_port() const { return unicast_.socket.local_endpoint().port(); }
 
+namespace {
+
+// "a.b.c.d:port" without sprintf (inet_ntop) and its locale machinery: this runs for every
+// datagram received, and its inverse below for every datagram sent.
+char* format_v4(char* p, char* end, const asio::ip::address_v4::bytes_type& b, std::uint16_t port) {
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    p = std::to_chars(p, end, b[i]).ptr;
+    *p++ = i + 1 < b.size() ? '.' : ':';
+  }
+  return std::to_chars(p, end, port).ptr;
+}
+
+// Parses a canonical decimal number (no sign, no leading zero) of at most `max`.
+template <class T>
+bool parse_canonical(std::string_view text, T max, T& out) {
+  if (text.empty() || text.size() > 5 || (text.size() > 1 && text.front() == '0')) return false;
+  unsigned value = 0;
+  const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (err != std::errc{} || end != text.data() + text.size() || value > max) return false;
+  out = static_cast<T>(value);
+  return true;
+}
+
+// "a.b.c.d:port" exactly as format_v4 writes it; anything else (IPv6, other spellings) is left to
+// the general parser.
+std::optional<udp::endpoint> parse_v4(std::string_view rest) {
+  asio::ip::address_v4::bytes_type b{};
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    const auto stop = rest.find(i + 1 < b.size() ? '.' : ':');
+    if (stop == std::string_view::npos || !parse_canonical<std::uint8_t>(rest.substr(0, stop), 255, b[i])) {
+      return std::nullopt;
+    }
+    rest.remove_prefix(stop + 1);
+  }
+  std::uint16_t port = 0;
+  if (!parse_canonical<std::uint16_t>(rest, 65535, port)) return std::nullopt;
+  return udp::endpoint(asio::ip::address_v4(b), port);
+}
+
+}  // namespace
+
 std::string udp_transport::to_endpoint(const udp::endpoint& ep) const {
   const auto a = ep.address();
   std::string s = prefix_;
-  if (a.is_v6()) {
-    s += '[';
-    s += a.to_string();
-    s += ']';
-  } else {
-    s += a.to_string();
+  if (a.is_v4()) {
+    char buf[32];
+    char* end = format_v4(buf, buf + sizeof buf, a.to_v4().to_bytes(), ep.port());
+    s.append(buf, static_cast<std::size_t>(end - buf));
+    return s;
   }
-  s += ':';
+  s += '[';
+  s += a.to_string();
+  s += "]:";
   s += std::to_string(ep.port());
   return s;
 }
@@ -81,6 +123,7 @@ std::string udp_transport::to_endpoint(const udp::endpoint& ep) const {
 std::optional<udp::endpoint> udp_transport::from_endpoint(const std::string& ep) const {
   if (ep.compare(0, prefix_.size(), prefix_) != 0) return std::nullopt;
   const std::string_view rest = std::string_view(ep).substr(prefix_.size());
+  if (auto v4 = parse_v4(rest)) return v4;
   const auto colon = rest.rfind(':');
   if (colon == std::string_view::npos) return std::nullopt;
   std::string_view host = rest.substr(0, colon);
@@ -118,7 +161,7 @@ void udp_transport::drain(receiver& r) {
   batching_ = true;
   for (int round = 0; round < 8 && !stopped_; ++round) {
     for (std::size_t k = 0; k < batch_size; ++k) {
-      iov[k] = iovec{r.buffer.data() + k * slot_size_, slot_size_};
+      iov[k] = iovec{r.buffer.get() + k * slot_size_, slot_size_};
       msgs[k] = mmsghdr{};
       msgs[k].msg_hdr.msg_name = &from[k];
       msgs[k].msg_hdr.msg_namelen = sizeof from[k];
@@ -147,7 +190,7 @@ void udp_transport::drain(receiver& r) {
                       to_endpoint(sender), max_frame_size_);
         continue;
       }
-      on_frame_(to_endpoint(sender), std::span<const std::uint8_t>(r.buffer.data() + static_cast<std::size_t>(k) * slot_size_, size));
+      on_frame_(to_endpoint(sender), std::span<const std::uint8_t>(r.buffer.get() + static_cast<std::size_t>(k) * slot_size_, size));
     }
     if (static_cast<std::size_t>(n) < batch_size) break;
   }

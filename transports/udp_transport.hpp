@@ -10,6 +10,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,7 +57,9 @@ class udp_transport final : public transport {
  private:
   struct receiver {
     boost::asio::ip::udp::socket socket;
-    std::vector<std::uint8_t> buffer;  // batch_size slots of slot_size_ bytes
+    // batch_size slots of slot_size_ bytes, left uninitialised: the kernel writes what is read, so
+    // an idle gateway never touches (holds in RSS) the pages of the slots it has not used.
+    std::unique_ptr<std::uint8_t[]> buffer;
   };
   struct pending_send {
     boost::asio::ip::udp::endpoint to;

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/extension.hpp"
 #include "gateway/session_store.hpp"
 #include "mqttsn/codec.hpp"
 #include "tests/integration/gateway_process.hpp"
@@ -85,7 +86,8 @@ TEST(PersistenceStore, sessions_round_trip_and_deletes_remove_them) {
   temp_dir dir("mqttsn-store");
   const auto path = (dir.path() / "sessions.db").string();
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     EXPECT_TRUE(store.load().sessions.empty());
     auto other = sample_snapshot();
     other.client_id = "other";
@@ -95,7 +97,8 @@ TEST(PersistenceStore, sessions_round_trip_and_deletes_remove_them) {
                  {"other", gateway::session_store::stored{other, "serial0/0013A20040A1B2C3"}}});
     store.write({{"other", std::nullopt}});
   }
-  gateway::session_store reopened(path);
+  auto reopened_ptr = gateway::open_session_store(path);
+  auto& reopened = *reopened_ptr;
   const auto loaded = reopened.load();
   EXPECT_TRUE(loaded.problems.empty());
   ASSERT_EQ(loaded.sessions.size(), 1U);
@@ -107,7 +110,8 @@ TEST(PersistenceStore, a_damaged_row_is_reported_and_its_session_not_invented) {
   temp_dir dir("mqttsn-store");
   const auto path = (dir.path() / "sessions.db").string();
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     auto bad = sample_snapshot();
     bad.client_id = "bad";
     store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}},
@@ -115,7 +119,8 @@ TEST(PersistenceStore, a_damaged_row_is_reported_and_its_session_not_invented) {
   }
   // Damage one buffered message of "bad" behind the store's back (an invalid QoS).
   run_sql(path, "UPDATE queue SET qos = 7 WHERE client_id = 'bad'");
-  gateway::session_store store(path);
+  auto store_ptr = gateway::open_session_store(path);
+  auto& store = *store_ptr;
   const auto loaded = store.load();
   ASSERT_EQ(loaded.sessions.size(), 1U);
   EXPECT_EQ(loaded.sessions[0].snapshot.client_id, "sleepy");
@@ -128,14 +133,16 @@ TEST(PersistenceStore, a_schema_version_1_database_is_upgraded_and_keeps_its_ses
   temp_dir dir("mqttsn-store");
   const auto path = (dir.path() / "sessions.db").string();
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
   }
   // What a version 1 gateway wrote: no queue.mid (nor the later sessions.offline).
   run_sql(path, "ALTER TABLE queue DROP COLUMN mid; ALTER TABLE sessions DROP COLUMN offline; "
                 "UPDATE meta SET value = 1 WHERE key = 'schema_version'");
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     const auto loaded = store.load();
     ASSERT_EQ(loaded.sessions.size(), 1U);
     auto expected = sample_snapshot();
@@ -143,7 +150,8 @@ TEST(PersistenceStore, a_schema_version_1_database_is_upgraded_and_keeps_its_ses
     EXPECT_TRUE(same(loaded.sessions[0].snapshot, expected));
     store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
   }
-  gateway::session_store again(path);  // now version 3
+  auto again_ptr = gateway::open_session_store(path);
+  auto& again = *again_ptr;  // now version 3
   const auto loaded = again.load();
   ASSERT_EQ(loaded.sessions.size(), 1U);
   EXPECT_TRUE(same(loaded.sessions[0].snapshot, sample_snapshot()));
@@ -165,12 +173,14 @@ TEST(PersistenceStore, offline_kept_sessions_round_trip_with_their_state) {
   const auto gone = offline_snapshot("gone", mqttsn::session_state::disconnected);
   const auto lost = offline_snapshot("lost", mqttsn::session_state::lost);
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     store.write({{"gone", gateway::session_store::stored{gone, "udp0/127.0.0.1:5000"}},
                  {"lost", gateway::session_store::stored{lost, "udp0/127.0.0.1:5001"}},
                  {"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5002"}}});
   }
-  gateway::session_store reopened(path);
+  auto reopened_ptr = gateway::open_session_store(path);
+  auto& reopened = *reopened_ptr;
   auto loaded = reopened.load();
   EXPECT_TRUE(loaded.problems.empty());
   ASSERT_EQ(loaded.sessions.size(), 3U);
@@ -186,20 +196,23 @@ TEST(PersistenceStore, a_schema_version_2_database_is_upgraded_and_its_sessions_
   temp_dir dir("mqttsn-store");
   const auto path = (dir.path() / "sessions.db").string();
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     store.write({{"sleepy", gateway::session_store::stored{sample_snapshot(), "udp0/127.0.0.1:5000"}}});
   }
   // What a version 2 gateway wrote: no sessions.offline.
   run_sql(path, "ALTER TABLE sessions DROP COLUMN offline; UPDATE meta SET value = 2 WHERE key = 'schema_version'");
   const auto gone = offline_snapshot("gone", mqttsn::session_state::disconnected);
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     const auto loaded = store.load();
     ASSERT_EQ(loaded.sessions.size(), 1U);
     EXPECT_TRUE(same(loaded.sessions[0].snapshot, sample_snapshot()));
     store.write({{"gone", gateway::session_store::stored{gone, "udp0/127.0.0.1:5001"}}});
   }
-  gateway::session_store again(path);
+  auto again_ptr = gateway::open_session_store(path);
+  auto& again = *again_ptr;
   const auto loaded = again.load();
   ASSERT_EQ(loaded.sessions.size(), 2U);
   for (const auto& st : loaded.sessions) {
@@ -211,12 +224,14 @@ TEST(PersistenceStore, an_unknown_offline_state_is_reported_and_not_invented) {
   temp_dir dir("mqttsn-store");
   const auto path = (dir.path() / "sessions.db").string();
   {
-    gateway::session_store store(path);
+    auto store_ptr = gateway::open_session_store(path);
+    auto& store = *store_ptr;
     store.write({{"gone", gateway::session_store::stored{offline_snapshot("gone", mqttsn::session_state::lost),
                                                          "udp0/127.0.0.1:5000"}}});
   }
   run_sql(path, "UPDATE sessions SET offline = 9 WHERE client_id = 'gone'");
-  gateway::session_store store(path);
+  auto store_ptr = gateway::open_session_store(path);
+  auto& store = *store_ptr;
   const auto loaded = store.load();
   EXPECT_TRUE(loaded.sessions.empty());
   ASSERT_EQ(loaded.problems.size(), 1U);
@@ -229,8 +244,8 @@ TEST(PersistenceStore, a_file_that_is_not_a_database_is_refused_naming_it) {
   const auto path = (dir.path() / "not-a-db").string();
   { std::ofstream(path) << "hello, this is not SQLite\n"; }
   try {
-    gateway::session_store store(path);
-    ADD_FAILURE() << "opened";
+    auto store = gateway::open_session_store(path);
+    ADD_FAILURE() << "opened " << store->path();
   } catch (const std::runtime_error& e) {
     EXPECT_TRUE(std::string(e.what()).starts_with(path + ": ")) << e.what();
   }
@@ -631,7 +646,8 @@ TEST_F(PersistenceRestart, a_damaged_session_is_reported_once_then_removed_from_
   EXPECT_TRUE(gw->log_contains("restored 1 session(s) (1 asleep, 0 offline)")) << gw->log();
   EXPECT_TRUE(gw->log_contains("; 0 not restorable")) << gw->log();
   EXPECT_FALSE(gw->log_contains("'damaged'")) << gw->log();
-  gateway::session_store reader(db);
+  auto reader_ptr = gateway::open_session_store(db);
+  auto& reader = *reader_ptr;
   const auto loaded = reader.load();
   ASSERT_EQ(loaded.sessions.size(), 1U);
   EXPECT_EQ(loaded.sessions[0].snapshot.client_id, "fine");
@@ -709,7 +725,8 @@ TEST_F(PersistenceRestart, sigkill_loses_at_most_what_changed_within_the_flush_i
   // From the moment the gateway holds them, how long until they are in the file (read by a second
   // connection to the database, as a restarted gateway would)?
   const auto held = std::chrono::steady_clock::now();
-  gateway::session_store reader(db);
+  auto reader_ptr = gateway::open_session_store(db);
+  auto& reader = *reader_ptr;
   auto stored = [&] {
     const auto l = reader.load();
     for (const auto& s : l.sessions) {
