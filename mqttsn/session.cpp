@@ -46,6 +46,7 @@ session::session(std::string client_id, const session_config& config, const pred
 void session::handle(const message& m, time_point now, actions& out) {
   dispatch(m, now, out);
   resume_if_room(out);
+  expire_if_due(now, out);
 }
 
 void session::dispatch(const message& m, time_point now, actions& out) {
@@ -107,6 +108,7 @@ void session::handle(const upstream_event& e, time_point now, actions& out) {
              },
              e);
   resume_if_room(out);
+  expire_if_due(now, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,6 +275,15 @@ std::optional<time_point> session::expiry_deadline() const noexcept {
   return last_heard_ + config_.session_expiry;
 }
 
+// After every input: a kept session that is offline and unheard of for session_expiry goes now.
+// Also right where it goes offline, when its client was silent for longer than that already
+// (lost after grace x a keep-alive or sleep longer than the expiry): its deadline is never left
+// in the past.
+void session::expire_if_due(time_point now, actions& out) {
+  if (state_ != session_state::disconnected && state_ != session_state::lost) return;
+  if (auto e = expiry_deadline(); e && now >= *e) expire(out);
+}
+
 // Discards a kept session as if it had been clean: what it buffered is dropped (counted), and the
 // runtime forgets it (its subscriptions included: session_ended).
 void session::expire(actions& out) {
@@ -385,6 +396,7 @@ std::optional<time_point> session::next_deadline() const noexcept {
 void session::tick(time_point now, actions& out) {
   on_tick(now, out);
   resume_if_room(out);
+  expire_if_due(now, out);
 }
 
 void session::on_tick(time_point now, actions& out) {
@@ -434,9 +446,7 @@ void session::on_tick(time_point now, actions& out) {
       }
       break;
     case session_state::disconnected:
-    case session_state::lost:
-      if (auto e = expiry_deadline(); e && now >= *e) expire(out);
-      return;
+    case session_state::lost: return;  // expiry: expire_if_due()
   }
 
   if (!inflight_ || now < inflight_->deadline) return;

@@ -371,6 +371,7 @@ class session {
   void end_if_clean(actions& out);
   std::optional<time_point> expiry_deadline() const noexcept;
   void expire(actions& out);
+  void expire_if_due(time_point now, actions& out);
   void clear_session_state();
   void note_drop(const char* why, actions& out);
   void note_congestion(const char* what, actions& out);

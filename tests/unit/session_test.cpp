@@ -672,6 +672,18 @@ TEST_F(Session, a_lost_kept_session_expires_counting_from_when_its_client_was_la
   EXPECT_EQ(at(100s), (actions{report{event::session_expired, "100 s"}, report{event::session_ended, ""}}));
 }
 
+// Found by fuzz_session: a client lost after grace x a keep-alive longer than the expiry was
+// already unheard of for longer than session_expiry: it expires at once, no deadline in the past.
+TEST_F(Session, a_kept_session_lost_after_a_silence_longer_than_the_expiry_expires_at_once) {
+  cfg.session_expiry = 100s;
+  connect_active(false, 100);
+  EXPECT_EQ(at(149s), actions{});
+  EXPECT_EQ(at(150s), (actions{report{event::lost, "keep-alive"}, upstream_disconnect{},
+                               report{event::session_expired, "100 s"}, report{event::session_ended, ""}}));
+  EXPECT_TRUE(s().ended());
+  EXPECT_EQ(s().next_deadline(), std::nullopt);
+}
+
 TEST_F(Session, connected_and_sleeping_sessions_never_expire) {
   cfg.session_expiry = 10s;
   connect_active(false, 0);  // no keep-alive: never supervised
