@@ -11,7 +11,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-filter=${1:-'*OutageSoak*:*GatewayLifecycle*'}
+# The outage runs on Paho are left out as in the ASan suite (Paho C 1.3.12's own use-after-free on a
+# broker kill, docs/robustness.md); name them to include them.
+filter=${1:-'*OutageSoak*:*GatewayLifecycle*-Modes/Outage*_paho'}
 
 bash scripts/build.sh build-asan -DMQTTSN_SANITIZE=ON
 
