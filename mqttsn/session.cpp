@@ -165,8 +165,7 @@ void session::on_willtopic(const willtopic& m, time_point now, actions& out) {
 void session::on_willmsg(const willmsg& m, time_point now, actions& out) {
   if (!pending_will_) pending_will_ = std::make_unique<will_message>();
   pending_will_->payload = m.message;
-  will_ = std::move(*pending_will_);
-  pending_will_.reset();
+  will_ = std::move(pending_will_);
   start_upstream_connect(now, out);
 }
 
@@ -175,7 +174,7 @@ void session::start_upstream_connect(time_point now, actions& out) {
   phase_deadline_ = now + config_.connect_timeout;
   upstream_up_ = false;
   for (auto& [ref, op] : pending_) op.sent = false;  // a new broker connection has none of them
-  out.emplace_back(upstream_connect{clean_session_, keep_alive_, will_});
+  out.emplace_back(upstream_connect{clean_session_, keep_alive_, will()});
 }
 
 void session::on_connected(const upstream_connected& e, time_point now, actions& out) {
@@ -331,7 +330,7 @@ void session::on_willtopicupd(const willtopicupd& m, actions& out) {
     will_->q = m.will_qos;
     will_->retain = m.retain;
   } else {
-    will_ = will_message{m.topic, {}, m.will_qos, m.retain};
+    will_ = std::make_unique<will_message>(will_message{m.topic, {}, m.will_qos, m.retain});
   }
   send(willtopicresp{return_code::accepted}, out);
 }
@@ -1051,7 +1050,7 @@ std::optional<session_snapshot> session::snapshot() const {
   s.clean_session = clean_session_;
   s.keep_alive = keep_alive_;
   s.sleep_duration = sleep_duration_;
-  s.will = will_;
+  s.will = will();
   s.topics = topics_.save();
   s.next_topic_id = topics_.next_id();
   for (const auto& sub : subscriptions_) s.subscriptions.push_back({sub.filter, sub.q, sub.type, sub.id});
@@ -1080,7 +1079,7 @@ bool session::restore(const session_snapshot& s, time_point now, actions& out) {
   clean_session_ = s.clean_session;
   keep_alive_ = s.keep_alive;
   sleep_duration_ = s.sleep_duration;
-  will_ = s.will;
+  will_ = s.will ? std::make_unique<will_message>(*s.will) : nullptr;
   subscriptions_.clear();
   for (const auto& sub : s.subscriptions) subscriptions_.push_back({sub.filter, sub.q, sub.type, sub.id});
   queue_.clear();
@@ -1102,7 +1101,7 @@ bool session::restore(const session_snapshot& s, time_point now, actions& out) {
   // subscriptions; the client's next CONNECT asks for its broker session as before the restart.
   if (s.offline) return true;
   if (inflight_ && state_ == session_state::active) resume_inflight(now, out);
-  out.emplace_back(upstream_connect{clean_session_, keep_alive_, will_});
+  out.emplace_back(upstream_connect{clean_session_, keep_alive_, will()});
   return true;
 }
 

@@ -264,7 +264,7 @@ class session {
   bool clean_session() const noexcept { return clean_session_; }
   // True once a clean session is over: nothing in it is worth keeping.
   bool ended() const noexcept { return ended_; }
-  const std::optional<will_message>& will() const noexcept { return will_; }
+  std::optional<will_message> will() const { return will_ ? std::optional<will_message>(*will_) : std::nullopt; }
   std::size_t queued() const noexcept { return queue_.size(); }
   std::size_t subscriptions() const noexcept { return subscriptions_.size(); }
   const topic_table& topics() const noexcept { return topics_; }
@@ -402,7 +402,8 @@ class session {
   time_point phase_deadline_{};  // will handshake retry or broker connect timeout
   unsigned phase_retries_ = 0;
 
-  std::optional<will_message> will_;
+  // Boxed: most sessions have no will (RSS per idle client).
+  std::unique_ptr<will_message> will_;
   // Will topic received, waiting for WILLMSG; boxed: only a session in its will handshake has one.
   std::unique_ptr<will_message> pending_will_;
 
