@@ -37,7 +37,10 @@ class gateway {
   // Keep sessions in `store` (nullptr: none): start() restores what it holds, then the sessions
   // that changed are written every persistence-flush-interval and at stop(). Must outlive the
   // gateway.
-  void set_store(session_store* store) noexcept { store_ = store; }
+  void set_store(session_store* store) noexcept {
+    store_ = store;
+    table_.track_changes(store != nullptr);
+  }
   // Writes the sessions changed since the last flush (one transaction); false if the store failed.
   bool flush();
 

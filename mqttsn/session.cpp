@@ -551,7 +551,7 @@ void session::on_publish(const publish& m, actions& out) {
     send(puback{m.id, m.mid, return_code::congestion}, out);
     return;
   }
-  if (m.q == qos::exactly_once) qos2_received_.emplace(m.mid, false);
+  if (m.q == qos::exactly_once) qos2_received_.try_emplace(m.mid, false);
   add_op(pending_op{pending_op::kind::publish, false, m.mid, m.id, m.id_type, m.q, m.retain, *topic, m.data}, out);
 }
 
@@ -718,7 +718,7 @@ void session::on_unsubscribed(const upstream_unsubscribed& e, time_point now, ac
 std::uint32_t session::add_op(pending_op op, actions& out) {
   const std::uint32_t ref = next_ref_++;
   if (next_ref_ == 0) next_ref_ = 1;  // 0 means "no acknowledgement"
-  auto& stored = pending_.emplace(ref, std::move(op)).first->second;
+  auto& stored = pending_.try_emplace(ref, std::move(op)).first->second;
   emit_op(ref, stored, out);
   return ref;
 }
@@ -1085,7 +1085,7 @@ bool session::restore(const session_snapshot& s, time_point now, actions& out) {
   queue_.clear();
   for (const auto& m : s.queue) queue_.push_back(queued_message{m.topic, m.payload, m.q, m.retain, 0, m.mid});
   qos2_received_.clear();
-  for (auto mid : s.qos2_received) qos2_received_.emplace(mid, true);
+  for (auto mid : s.qos2_received) qos2_received_.try_emplace(mid, true);
   last_mid_ = s.last_mid;
   inflight_.reset();
   if (s.releasing) {

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -17,6 +16,7 @@
 
 #include "mqttsn/admission.hpp"
 #include "mqttsn/counters.hpp"
+#include "mqttsn/flat_map.hpp"
 #include "mqttsn/message.hpp"
 #include "mqttsn/topics.hpp"
 
@@ -409,9 +409,9 @@ class session {
 
   topic_table topics_;
   std::vector<subscription> subscriptions_;
-  std::map<std::uint32_t, pending_op> pending_;  // by ref, in emission order
+  flat_map<std::uint32_t, pending_op> pending_;  // by ref, in emission order
   std::uint32_t next_ref_ = 1;
-  std::map<msg_id, bool> qos2_received_;  // client QoS 2 ids awaiting PUBREL; true once PUBREC sent
+  flat_map<msg_id, bool> qos2_received_;  // client QoS 2 ids awaiting PUBREL; true once PUBREC sent
 
   // A list, not a deque: an empty std::deque already holds a ~600-byte block, and most sessions
   // never queue anything (RSS per idle client).

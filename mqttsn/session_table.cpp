@@ -63,7 +63,7 @@ void session_table::bind(entry& e, const endpoint& ep) {
 }
 
 void session_table::route(entry& e, actions& local, std::vector<routed_action>& out) {
-  changed_.insert(e.sess.client_id());
+  if (track_changes_) changed_.insert(e.sess.client_id());
   for (auto& a : local) {
     // A session whose address went to another client id cannot be reached until it shows up
     // again; its own retransmissions and timers cover what is not sent.

@@ -68,10 +68,13 @@ class session_table {
   // Persistence. restore(): a session from a snapshot at `ep` (as after a CONNECT from there);
   // false when the table is full, the clients file refuses it, the id exists or the snapshot is
   // inconsistent. take_changed(): the client ids whose sessions changed (or ended) since the last
-  // call, for the store to write or delete.
+  // call, for the store to write or delete. Only recorded after track_changes(true), which a
+  // gateway with a store calls: without one nobody drains the set, and it would keep every client
+  // id ever seen.
   bool restore(const session_snapshot& s, const endpoint& ep, time_point now, std::vector<routed_action>& out);
   std::vector<std::string> take_changed();
   void mark_changed(const std::string& client_id) { changed_.insert(client_id); }
+  void track_changes(bool on) noexcept { track_changes_ = on; }
 
   const session* find(std::string_view client_id) const noexcept;
   const session* find_by_endpoint(const endpoint& ep) const noexcept;
@@ -111,6 +114,7 @@ class session_table {
   std::set<std::string, std::less<>> changed_;
   std::set<std::string, std::less<>> refusals_reported_;
   actions scratch_;
+  bool track_changes_ = false;
   bool clients_full_reported_ = false;  // the max_clients bound is logged once per time it is reached
 };
 

@@ -504,6 +504,7 @@ TEST_F(SessionTable, new_client_beyond_max_clients_gets_connack_congestion) {
 TEST_F(SessionTable, an_expired_kept_session_frees_its_max_clients_slot) {
   session_cfg.session_expiry = 600s;
   make_table(table_config{1, 7});
+  table->track_changes(true);  // as a gateway with a store does
   connect_client("abc", "udp:A", connect_abc_keep);
   EXPECT_EQ(feed("udp:A", disconnect_plain),
             (routed_list{{"abc", "udp:A", raw({0x02, 0x18})},
@@ -526,6 +527,20 @@ TEST_F(SessionTable, an_expired_kept_session_frees_its_max_clients_slot) {
   now += 600s;
   EXPECT_EQ(feed("udp:3", connect_frame("c3", 60)), (routed_list{{"c3", "udp:3", upstream_connect{true, 60, std::nullopt}}}));
   EXPECT_EQ(stats.sessions_expired, 1U);
+}
+
+// Without a store nobody drains the changed set: it must not keep every client id ever seen.
+TEST_F(SessionTable, changed_sessions_are_recorded_only_while_tracked) {
+  make_table(table_config{10, 7});
+  connect_client("c1", "udp:1", connect_frame("c1", 60));
+  EXPECT_TRUE(table->take_changed().empty());
+  table->track_changes(true);
+  connect_client("c2", "udp:2", connect_frame("c2", 60));
+  EXPECT_EQ(table->take_changed(), std::vector<std::string>{"c2"});
+  EXPECT_TRUE(table->take_changed().empty());
+  table->track_changes(false);
+  feed("udp:1", connect_frame("c1", 60));
+  EXPECT_TRUE(table->take_changed().empty());
 }
 
 TEST_F(SessionTable, connect_storm_beyond_max_clients_is_answered_and_counted_every_time_but_logged_once) {
