@@ -157,7 +157,10 @@ void udp_transport::drain(receiver& r) {
   mmsghdr msgs[batch_size];
   iovec iov[batch_size];
   sockaddr_storage from[batch_size];
-  const auto own = unicast_.socket.local_endpoint();
+  // Only a group socket needs our own address (to skip our looped-back ADVERTISE/GWINFO), and it
+  // is asked once per wake-up then, not a getsockname() for every one of the unicast socket's.
+  const bool group = &r != &unicast_;
+  const auto own = group ? unicast_.socket.local_endpoint() : udp::endpoint();
   batching_ = true;
   for (int round = 0; round < 8 && !stopped_; ++round) {
     for (std::size_t k = 0; k < batch_size; ++k) {
@@ -181,7 +184,7 @@ void udp_transport::drain(receiver& r) {
       std::memcpy(sender.data(), &from[k], msgs[k].msg_hdr.msg_namelen);
       sender.resize(msgs[k].msg_hdr.msg_namelen);
       // Our own ADVERTISE/GWINFO looped back to the group socket: skip.
-      if (&r != &unicast_ && sender == own) continue;
+      if (group && sender == own) continue;
       ++stats_.datagrams_in;
       const std::size_t size = msgs[k].msg_len;
       if (size > max_frame_size_ || (msgs[k].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
