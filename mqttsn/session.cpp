@@ -622,9 +622,16 @@ void session::on_subscribe(const subscribe& m, actions& out) {
     send(suback{qos::at_most_once, 0, m.mid, return_code::not_supported}, out);
     return;
   }
-  const bool exists = std::any_of(subscriptions_.begin(), subscriptions_.end(),
-                                  [&](const subscription& s) { return s.filter == filter; });
-  if (!exists && subscriptions_.size() >= config_.max_subscriptions) {
+  const auto subscribed = [&](const std::string& f) {
+    return std::any_of(subscriptions_.begin(), subscriptions_.end(), [&](const subscription& s) { return s.filter == f; });
+  };
+  const bool exists = subscribed(filter);
+  // New filters still with the broker count too: a client must not pile up SUBSCRIBEs while the
+  // broker is slow or away and so pass the bound once they are all answered.
+  const auto awaited = static_cast<std::size_t>(std::count_if(pending_.begin(), pending_.end(), [&](const auto& p) {
+    return p.second.what == pending_op::kind::subscribe && p.second.topic != filter && !subscribed(p.second.topic);
+  }));
+  if (!exists && subscriptions_.size() + awaited >= config_.max_subscriptions) {
     note_congestion("subscriptions", out);
     send(suback{qos::at_most_once, 0, m.mid, return_code::congestion}, out);
     return;

@@ -411,6 +411,19 @@ TEST_F(Session, subscription_bound_answers_congestion) {
   EXPECT_EQ(in(subscribe{false, qos::at_least_once, topic_id_type::normal, 3, "a/#", 0}).size(), 1U);
 }
 
+TEST_F(Session, subscriptions_awaiting_their_suback_count_toward_the_bound) {
+  cfg.max_subscriptions = 2;
+  connect_active();
+  subscribe_ok("a/#", qos::at_most_once, 1, 0);
+  // The broker has not answered "b/#" yet: "c/#" would be the third.
+  EXPECT_EQ(in(subscribe{false, qos::at_most_once, topic_id_type::normal, 2, "b/#", 0}).size(), 1U);
+  EXPECT_EQ(in(subscribe{false, qos::at_most_once, topic_id_type::normal, 3, "c/#", 0}),
+            (actions{report{event::congestion, "subscriptions"}, frame_of(suback{qos::at_most_once, 0, 3, return_code::congestion})}));
+  // The same pending filter again (a new msg id) is not a new subscription.
+  EXPECT_EQ(in(subscribe{false, qos::at_least_once, topic_id_type::normal, 4, "b/#", 0}).size(), 1U);
+  EXPECT_EQ(s().subscriptions(), 1U);
+}
+
 TEST_F(Session, subscribe_by_name_at_the_topic_bound_answers_congestion) {
   cfg.max_topics = 1;
   connect_active();
