@@ -111,9 +111,20 @@ void mqtt_connection::on_resolved(const boost::system::error_code& ec,
                                                   const tcp::endpoint&) { self->on_connected(e); });
 }
 
+namespace {
+
+// Errors of opening a connection that come from this host's limits, not from the broker.
+bool is_host_limit(const boost::system::error_code& ec) {
+  namespace errc = boost::system::errc;
+  return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
+         ec == errc::no_buffer_space || ec == errc::not_enough_memory || ec == errc::address_not_available;
+}
+
+}  // namespace
+
 void mqtt_connection::on_connected(const boost::system::error_code& ec) {
   if (state_ != state::connecting) return;
-  if (ec) return fail(ec.message());
+  if (ec) return fail(ec.message(), {}, is_host_limit(ec));
   boost::system::error_code ignored;
   socket().set_option(tcp::no_delay(true), ignored);
   if (!tls_) return send_connect();
@@ -289,12 +300,12 @@ void mqtt_connection::arm_keep_alive() {
   });
 }
 
-void mqtt_connection::fail(const std::string& reason, const std::string& tls_verify) {
+void mqtt_connection::fail(const std::string& reason, const std::string& tls_verify, bool host_limit) {
   if (state_ == state::closed) return;
   const bool was_open = state_ == state::open;
   auto* l = listener_;
   shut();
-  if (l) l->on_closed(reason, was_open, tls_verify);
+  if (l) l->on_closed(reason, was_open, tls_verify, host_limit);
 }
 
 void mqtt_connection::shut() {

@@ -83,9 +83,9 @@ void native_upstream::link::on_packet(m::packet&& p) {
   owner.on_packet(*this, std::move(p));
 }
 void native_upstream::link::on_closed(const std::string& reason, bool was_open,
-                                      const std::string& tls_verify) {
+                                      const std::string& tls_verify, bool host_limit) {
   auto keep = shared_from_this();
-  owner.on_closed(*this, reason, was_open, tls_verify);
+  owner.on_closed(*this, reason, was_open, tls_verify, host_limit);
 }
 
 native_upstream::native_upstream(boost::asio::io_context& io, paho_settings settings)
@@ -415,6 +415,7 @@ void native_upstream::on_open(link& l, bool session_present) {
   ++stats_.connects;
   if (again) ++stats_.reconnects;
   broker_.note_up(settings_.broker);
+  host_limit_reported_ = false;
   spdlog::debug("upstream: {} {}connected (session present: {})", who(l.client_id),
                 again ? "re" : "", session_present);
   resend_after_reconnect(l, session_present);
@@ -441,7 +442,7 @@ void native_upstream::on_refused(const std::shared_ptr<link>& l, std::uint8_t co
 }
 
 void native_upstream::on_closed(link& l, const std::string& reason, bool was_open,
-                                const std::string& tls_verify) {
+                                const std::string& tls_verify, bool host_limit) {
   l.conn.reset();
   l.waiting.clear();  // requests without a packet id go at the next connection, in order
   if (was_open) {
@@ -453,6 +454,18 @@ void native_upstream::on_closed(link& l, const std::string& reason, bool was_ope
     return;
   }
   ++stats_.connect_failures;
+  if (host_limit) {
+    // Not the broker's state: the other connections are fine. Said once until one opens again.
+    if (!host_limit_reported_) {
+      host_limit_reported_ = true;
+      spdlog::warn(
+          "upstream: cannot open a broker connection for {}: {}: a limit of this host, not the broker (raise the "
+          "gateway's open-file limit, LimitNOFILE in its systemd unit, or the local port range); retrying with backoff",
+          who(l.client_id), reason);
+    }
+    schedule_retry(l);
+    return;
+  }
   if (!tls_verify.empty() && !broker_.down()) {
     spdlog::error(
         "upstream: TLS to broker {} fails: the broker's certificate was refused: {} (check "

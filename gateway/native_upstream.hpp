@@ -132,8 +132,8 @@ class native_upstream final : public upstream {
     void on_open(bool session_present) override;
     void on_refused(std::uint8_t code) override;
     void on_packet(mqttsn::mqtt311::packet&& p) override;
-    void on_closed(const std::string& reason, bool was_open,
-                   const std::string& tls_verify) override;
+    void on_closed(const std::string& reason, bool was_open, const std::string& tls_verify,
+                   bool host_limit) override;
     bool up() const noexcept { return conn && conn->open_now(); }
 
     native_upstream& owner;
@@ -158,7 +158,8 @@ class native_upstream final : public upstream {
   void on_open(link& l, bool session_present);
   void on_refused(const std::shared_ptr<link>& l, std::uint8_t code);
   void on_packet(link& l, mqttsn::mqtt311::packet&& p);
-  void on_closed(link& l, const std::string& reason, bool was_open, const std::string& tls_verify);
+  void on_closed(link& l, const std::string& reason, bool was_open, const std::string& tls_verify,
+                 bool host_limit);
 
   link* find(const std::string& client_id) const;
   void attempt(link& l);
@@ -190,6 +191,7 @@ class native_upstream final : public upstream {
   std::map<std::string, std::shared_ptr<link>, std::less<>> links_;  // "": the gateway-level one
   std::vector<std::weak_ptr<mqtt_connection>> closing_;              // DISCONNECTs being written
   bool started_ = false;
+  bool host_limit_reported_ = false;  // logged once until a connection opens again
   bool stopped_ = false;
   std::uint16_t offline_packet_id_ = 0;  // stop(): the "offline" publish
   bool offline_acked_ = false;

@@ -2,6 +2,8 @@
 // clients running alongside. Nothing crashes, the good clients are unaffected, and every drop or
 // refusal is counted in the stats line the daemon logs on SIGUSR1 (and answered with the spec's
 // congestion return code where the spec has one).
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -336,6 +338,66 @@ TEST_F(Robustness, udp_flood_at_several_times_capacity_leaves_the_gateway_respon
               "%d QoS 1 publishes of a good client acknowledged meanwhile; RSS %zu kB before, %zu kB peak\n",
               static_cast<unsigned long long>(sent.load()), static_cast<unsigned long long>(handled),
               handled ? static_cast<double>(sent.load()) / static_cast<double>(handled) : 0.0, ok, rss_before, rss_peak);
+}
+
+
+// Transparent mode at the gateway's open-file limit: a broker connection that cannot even be opened
+// (EMFILE) is the host's limit, not the broker's state. It is logged once as such, the broker is
+// not reported down, the client gets CONNACK congestion, and the clients already connected are
+// still served.
+TEST(RobustnessLimits, transparent_mode_at_the_open_file_limit_says_so_and_keeps_the_broker_up) {
+  mosquitto_broker broker;
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // The gateway inherits a soft limit of 48 descriptors (about 35 broker connections after its own
+  // sockets, log, epoll and timers); this process gets its own limit back at once.
+  rlimit low = saved;
+  low.rlim_cur = 48;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::unique_ptr<gateway_process> gateway;
+  try {
+    gateway = std::make_unique<gateway_process>(broker.uri(), std::vector<std::string>{"--mode", "transparent", "--connect-timeout", "1"});
+  } catch (...) {
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+    throw;
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+  auto sensor = [&](const std::string& id) {
+    tools::client_options o;
+    o.client_id = id;
+    o.keep_alive = 60;
+    o.retry_interval = 400ms;
+    o.retry_count = 6;
+    return std::make_unique<tools::client>(gateway->host(), gateway->port(), o);
+  };
+  // Clients connect one at a time and stay connected (a client object gone without DISCONNECT
+  // leaves its session and broker connection), until one is refused for want of a descriptor.
+  int accepted = 0;
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    const auto rc = sensor("fd" + std::to_string(i))->connect();
+    if (rc == mqttsn::return_code::accepted) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(rc, mqttsn::return_code::congestion) << i;
+      refused = true;
+    }
+  }
+  ASSERT_TRUE(refused) << "the open-file limit was never reached; log:\n" << gateway->log();
+  EXPECT_GT(accepted, 10);
+  const std::string log = gateway->log();
+  EXPECT_EQ(count_of(log, "a limit of this host, not the broker"), 1U) << log;
+  EXPECT_NE(log.find("Too many open files"), std::string::npos) << log;
+  EXPECT_EQ(log.find(" is down ("), std::string::npos) << log;
+  EXPECT_EQ(log.find(" is unreachable ("), std::string::npos) << log;
+  // A client connected before the limit was reached is still served end to end.
+  auto first = sensor("fd0");
+  EXPECT_EQ(first->connect(), mqttsn::return_code::accepted);
+  mqtt_test_client observer(broker);
+  ASSERT_TRUE(observer.subscribe("fd/up", 1));
+  EXPECT_EQ(first->publish(tools::topic_name{"fd/up"}, "still here", qos::at_least_once), mqttsn::return_code::accepted);
+  EXPECT_TRUE(wait_until([&] { return observer.count("fd/up") >= 1; }, 10s));
 }
 
 }  // namespace
