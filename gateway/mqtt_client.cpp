@@ -102,25 +102,41 @@ void mqtt_connection::open() {
                           });
 }
 
-void mqtt_connection::on_resolved(const boost::system::error_code& ec,
-                                  const tcp::resolver::results_type& results) {
-  if (state_ != state::connecting) return;
-  if (ec) return fail("cannot resolve " + address_.host + ": " + ec.message());
-  asio::async_connect(socket(), results,
-                      [self = shared_from_this()](const boost::system::error_code& e,
-                                                  const tcp::endpoint&) { self->on_connected(e); });
-}
-
 namespace {
 
-// Errors of opening a connection that come from this host's limits, not from the broker.
+// Errors of resolving or opening a connection that come from this host's limits, not from the broker.
 bool is_host_limit(const boost::system::error_code& ec) {
   namespace errc = boost::system::errc;
   return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
-         ec == errc::no_buffer_space || ec == errc::not_enough_memory || ec == errc::address_not_available;
+         ec == errc::no_buffer_space || ec == errc::not_enough_memory;
 }
 
 }  // namespace
+
+void mqtt_connection::on_resolved(const boost::system::error_code& ec,
+                                  const tcp::resolver::results_type& results) {
+  if (state_ != state::connecting) return;
+  if (ec) return fail("cannot resolve " + address_.host + ": " + ec.message(), {}, is_host_limit(ec));
+  endpoints_.clear();
+  for (const auto& entry : results) endpoints_.push_back(entry.endpoint());
+  if (endpoints_.empty()) return fail("cannot resolve " + address_.host + ": no address");
+  connect_to(0);
+}
+
+// The resolved addresses in turn (as asio::async_connect over a range does), but a socket that
+// cannot even be opened ends the attempt with that error: the range version reports it as
+// "Operation canceled", which would hide the host's limit behind a broker failure.
+void mqtt_connection::connect_to(std::size_t index) {
+  socket().async_connect(endpoints_[index], [self = shared_from_this(), index](const boost::system::error_code& e) {
+    if (self->state_ != state::connecting) return;
+    if (e && !is_host_limit(e) && index + 1 < self->endpoints_.size()) {
+      boost::system::error_code ignored;
+      self->socket().close(ignored);
+      return self->connect_to(index + 1);
+    }
+    self->on_connected(e);
+  });
+}
 
 void mqtt_connection::on_connected(const boost::system::error_code& ec) {
   if (state_ != state::connecting) return;

@@ -88,6 +88,7 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
   using tcp = boost::asio::ip::tcp;
 
   void on_resolved(const boost::system::error_code& ec, const tcp::resolver::results_type& results);
+  void connect_to(std::size_t index);
   void on_connected(const boost::system::error_code& ec);
   void send_connect();
   void start_read();
@@ -108,6 +109,7 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
   listener* listener_;
   state state_ = state::idle;
   tcp::resolver resolver_;
+  std::vector<tcp::endpoint> endpoints_;  // the broker host's addresses, tried in turn
   std::optional<tcp::socket> plain_;
   std::unique_ptr<tls_stream> tls_;  // ssl:// (from the extension module)
   boost::asio::steady_timer connect_timer_;

@@ -460,9 +460,10 @@ void native_upstream::on_closed(link& l, const std::string& reason, bool was_ope
       host_limit_reported_ = true;
       spdlog::warn(
           "upstream: cannot open a broker connection for {}: {}: a limit of this host, not the broker (raise the "
-          "gateway's open-file limit, LimitNOFILE in its systemd unit, or the local port range); retrying with backoff",
+          "gateway's open-file limit, LimitNOFILE in its systemd unit); retrying with backoff",
           who(l.client_id), reason);
     }
+    spdlog::debug("upstream: {} could not connect: {}", who(l.client_id), reason);
     schedule_retry(l);
     return;
   }
