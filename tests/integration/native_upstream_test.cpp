@@ -204,6 +204,28 @@ class NativeUpstream : public ::testing::Test {
     up_ = std::make_unique<gateway::native_upstream>(io_.io(), s);
     io_.call([&] { up_->start(events_.handler()); });
   }
+  // Flow control: starts with `offer`, then connects "sensor-1" with a kept session. The broker's
+  // end of the gateway-level connection goes to `gateway_side` (kept open), and of the sensor's
+  // connection to `sensor_side`.
+  void start_with_kept_sensor(scripted_broker& broker, const gateway::paho_settings& s,
+                              gateway::upstream::offer_handler offer, std::unique_ptr<broker_side>& gateway_side,
+                              std::unique_ptr<broker_side>& sensor_side) {
+    up_ = std::make_unique<gateway::native_upstream>(io_.io(), s);
+    io_.call([&] {
+      up_->set_offer(std::move(offer));
+      up_->start(events_.handler());
+    });
+    gateway_side = broker.accept_session(false);
+    ASSERT_TRUE(gateway_side);
+    mqttsn::upstream_connect uc;
+    uc.clean_session = false;
+    io_.call([&] { up_->connect("sensor-1", uc); });
+    sensor_side = broker.accept();
+    ASSERT_TRUE(sensor_side);
+    sensor_side->expect<m::connect_packet>();
+    sensor_side->send(m::connack_packet{false, 0});
+    ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
+  }
   void shut_down(std::chrono::milliseconds timeout = 2s) {
     io_.stop();
     if (up_) up_->stop(timeout);
@@ -665,26 +687,18 @@ TEST_F(NativeUpstream, flow_control_holds_the_ack_until_the_session_takes_the_me
   scripted_broker broker;
   std::atomic<bool> room{false};
   std::atomic<int> offers{0};
-  up_ = std::make_unique<gateway::native_upstream>(io_.io(), settings_for(broker.uri()));
-  io_.call([&] {
-    up_->set_offer([&](const std::string& client_id, mqttsn::qos q) {
-      EXPECT_EQ(client_id, "sensor-1");
-      EXPECT_NE(q, mqttsn::qos::at_most_once);
-      ++offers;
-      return room.load();
-    });
-    up_->start(events_.handler());
-  });
-  auto g = broker.accept_session(false);
-  ASSERT_TRUE(g);
-  mqttsn::upstream_connect uc;
-  uc.clean_session = false;
-  io_.call([&] { up_->connect("sensor-1", uc); });
-  auto c = broker.accept();
-  ASSERT_TRUE(c);
-  c->expect<m::connect_packet>();
-  c->send(m::connack_packet{false, 0});
-  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
+  std::unique_ptr<broker_side> g;
+  std::unique_ptr<broker_side> c;
+  start_with_kept_sensor(
+      broker, settings_for(broker.uri()),
+      [&](const std::string& client_id, mqttsn::qos q) {
+        EXPECT_EQ(client_id, "sensor-1");
+        EXPECT_NE(q, mqttsn::qos::at_most_once);
+        ++offers;
+        return room.load();
+      },
+      g, c);
+  if (HasFatalFailure()) return;
   const auto held = [&] { return io_.call([&] { return up_->held("sensor-1"); }); };
 
   c->send(m::publish_packet{"t/a", to_bytes("a"), 1, false, false, 1});
@@ -743,21 +757,10 @@ TEST_F(NativeUpstream, flow_control_is_bounded_and_forgets_acks_of_a_lost_broker
   auto s = settings_for(broker.uri());
   s.max_held = 2;
   std::atomic<bool> room{false};
-  up_ = std::make_unique<gateway::native_upstream>(io_.io(), s);
-  io_.call([&] {
-    up_->set_offer([&](const std::string&, mqttsn::qos) { return room.load(); });
-    up_->start(events_.handler());
-  });
-  auto g = broker.accept_session(false);
-  ASSERT_TRUE(g);
-  mqttsn::upstream_connect uc;
-  uc.clean_session = false;
-  io_.call([&] { up_->connect("sensor-1", uc); });
-  auto c = broker.accept();
-  ASSERT_TRUE(c);
-  c->expect<m::connect_packet>();
-  c->send(m::connack_packet{false, 0});
-  ASSERT_TRUE(events_.wait<mqttsn::upstream_connected>(1, patience, "sensor-1"));
+  std::unique_ptr<broker_side> g;
+  std::unique_ptr<broker_side> c;
+  start_with_kept_sensor(broker, s, [&](const std::string&, mqttsn::qos) { return room.load(); }, g, c);
+  if (HasFatalFailure()) return;
 
   for (std::uint16_t id = 1; id <= 3; ++id) {
     c->send(m::publish_packet{"t/" + std::to_string(id), to_bytes("x"), 1, false, false, id});
