@@ -47,8 +47,8 @@ class mqtt_connection : public std::enable_shared_from_this<mqtt_connection> {
     virtual void on_packet(mqttsn::mqtt311::packet&& p) = 0;  // after on_open only
     // The connection failed or broke (once, never after on_refused or detach()). `was_open`: after
     // on_open. `tls_verify`: the broker's certificate was refused (OpenSSL's words), or empty.
-    // `host_limit`: it could not even be opened for a limit of this host (open files, local
-    // ports, memory), which says nothing about the broker.
+    // `host_limit`: it could not even be resolved or opened for a limit of this host (open files,
+    // buffers, memory), which says nothing about the broker.
     virtual void on_closed(const std::string& reason, bool was_open,
                            const std::string& tls_verify, bool host_limit) = 0;
 

@@ -45,6 +45,12 @@ session::session(std::string client_id, const session_config& config, const pred
 
 void session::handle(const message& m, time_point now, actions& out) {
   dispatch(m, now, out);
+  after_input(now, out);
+}
+
+// What every input may have changed: room for the broker messages refused before, and a kept
+// session that went offline already past its expiry.
+void session::after_input(time_point now, actions& out) {
   resume_if_room(out);
   expire_if_due(now, out);
 }
@@ -107,8 +113,7 @@ void session::handle(const upstream_event& e, time_point now, actions& out) {
                  [&](const upstream_message& x) { on_message(x, now, out); },
              },
              e);
-  resume_if_room(out);
-  expire_if_due(now, out);
+  after_input(now, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -394,8 +399,7 @@ std::optional<time_point> session::next_deadline() const noexcept {
 
 void session::tick(time_point now, actions& out) {
   on_tick(now, out);
-  resume_if_room(out);
-  expire_if_due(now, out);
+  after_input(now, out);
 }
 
 void session::on_tick(time_point now, actions& out) {
@@ -622,14 +626,11 @@ void session::on_subscribe(const subscribe& m, actions& out) {
     send(suback{qos::at_most_once, 0, m.mid, return_code::not_supported}, out);
     return;
   }
-  const auto subscribed = [&](const std::string& f) {
-    return std::any_of(subscriptions_.begin(), subscriptions_.end(), [&](const subscription& s) { return s.filter == f; });
-  };
-  const bool exists = subscribed(filter);
+  const bool exists = subscribed_to(filter);
   // New filters still with the broker count too: a client must not pile up SUBSCRIBEs while the
   // broker is slow or away and so pass the bound once they are all answered.
   const auto awaited = static_cast<std::size_t>(std::count_if(pending_.begin(), pending_.end(), [&](const auto& p) {
-    return p.second.what == pending_op::kind::subscribe && p.second.topic != filter && !subscribed(p.second.topic);
+    return p.second.what == pending_op::kind::subscribe && p.second.topic != filter && !subscribed_to(p.second.topic);
   }));
   if (!exists && subscriptions_.size() + awaited >= config_.max_subscriptions) {
     note_congestion("subscriptions", out);
@@ -646,6 +647,10 @@ void session::on_subscribe(const subscribe& m, actions& out) {
     id = *assigned;
   }
   add_op(pending_op{pending_op::kind::subscribe, false, m.mid, id, m.id_type, m.q, false, filter, {}}, out);
+}
+
+bool session::subscribed_to(const std::string& filter) const noexcept {
+  return std::any_of(subscriptions_.begin(), subscriptions_.end(), [&](const subscription& s) { return s.filter == filter; });
 }
 
 void session::on_subscribed(const upstream_subscribed& e, time_point now, actions& out) {
@@ -696,8 +701,7 @@ void session::on_unsubscribe(const unsubscribe& m, actions& out) {
       break;
     case topic_id_type::short_name: filter = short_topic_name(m.id); break;
   }
-  const bool subscribed = std::any_of(subscriptions_.begin(), subscriptions_.end(),
-                                     [&](const subscription& x) { return x.filter == filter; });
+  const bool subscribed = subscribed_to(filter);
   const bool subscribing = std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) {
     return p.second.what == pending_op::kind::subscribe && p.second.topic == filter;
   });

@@ -325,6 +325,7 @@ class session {
 
   void dispatch(const message& m, time_point now, actions& out);
   void on_tick(time_point now, actions& out);
+  void after_input(time_point now, actions& out);
 
   // client messages
   void on_connect(const connect& m, time_point now, actions& out);
@@ -358,6 +359,7 @@ class session {
   void emit_op(std::uint32_t ref, pending_op& op, actions& out);
   std::uint32_t add_op(pending_op op, actions& out);
   std::size_t inflight_publishes() const noexcept;
+  bool subscribed_to(const std::string& filter) const noexcept;
   std::optional<std::string> resolve_topic(topic_id_type type, topic_id id) const;
   void enqueue(upstream_message&& e, actions& out);
   void pump(time_point now, actions& out);
