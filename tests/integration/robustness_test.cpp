@@ -346,11 +346,12 @@ TEST_F(Robustness, udp_flood_at_several_times_capacity_leaves_the_gateway_respon
 // not reported down, the client gets CONNACK congestion, and the clients already connected are
 // still served. With the broker as an IP address and as a host name (resolved, its addresses tried
 // in turn: "localhost" may give ::1 first, where this broker does not listen).
-class RobustnessLimits : public ::testing::TestWithParam<bool> {};
+// The Robustness fixture's members and sensor(), with a transparent-mode gateway of its own.
+class RobustnessLimits : public Robustness, public ::testing::WithParamInterface<bool> {};
 
 TEST_P(RobustnessLimits, transparent_mode_at_the_open_file_limit_says_so_and_keeps_the_broker_up) {
-  mosquitto_broker broker;
-  const std::string uri = GetParam() ? "tcp://localhost:" + std::to_string(broker.port()) : broker.uri();
+  broker = std::make_unique<mosquitto_broker>();
+  const std::string uri = GetParam() ? "tcp://localhost:" + std::to_string(broker->port()) : broker->uri();
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
   // The gateway inherits a soft limit of 48 descriptors (about 35 broker connections after its own
@@ -358,7 +359,6 @@ TEST_P(RobustnessLimits, transparent_mode_at_the_open_file_limit_says_so_and_kee
   rlimit low = saved;
   low.rlim_cur = 48;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  std::unique_ptr<gateway_process> gateway;
   try {
     gateway = std::make_unique<gateway_process>(uri, std::vector<std::string>{"--mode", "transparent", "--connect-timeout", "1"});
   } catch (...) {
@@ -367,20 +367,12 @@ TEST_P(RobustnessLimits, transparent_mode_at_the_open_file_limit_says_so_and_kee
   }
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 
-  auto sensor = [&](const std::string& id) {
-    tools::client_options o;
-    o.client_id = id;
-    o.keep_alive = 60;
-    o.retry_interval = 400ms;
-    o.retry_count = 6;
-    return std::make_unique<tools::client>(gateway->host(), gateway->port(), o);
-  };
   // Clients connect one at a time and stay connected (a client object gone without DISCONNECT
   // leaves its session and broker connection), until one is refused for want of a descriptor.
   int accepted = 0;
   bool refused = false;
   for (int i = 0; i < 100 && !refused; ++i) {
-    const auto rc = sensor("fd" + std::to_string(i))->connect();
+    const auto rc = sensor("fd" + std::to_string(i), 400ms, 6)->connect();
     if (rc == mqttsn::return_code::accepted) {
       ++accepted;
     } else {
@@ -396,12 +388,12 @@ TEST_P(RobustnessLimits, transparent_mode_at_the_open_file_limit_says_so_and_kee
   EXPECT_EQ(log.find(" is down ("), std::string::npos) << log;
   EXPECT_EQ(log.find(" is unreachable ("), std::string::npos) << log;
   // A client connected before the limit was reached is still served end to end.
-  auto first = sensor("fd0");
+  auto first = sensor("fd0", 400ms, 6);
   EXPECT_EQ(first->connect(), mqttsn::return_code::accepted);
-  mqtt_test_client observer(broker);
-  ASSERT_TRUE(observer.subscribe("fd/up", 1));
+  observer = std::make_unique<mqtt_test_client>(*broker);
+  ASSERT_TRUE(observer->subscribe("fd/up", 1));
   EXPECT_EQ(first->publish(tools::topic_name{"fd/up"}, "still here", qos::at_least_once), mqttsn::return_code::accepted);
-  EXPECT_TRUE(wait_until([&] { return observer.count("fd/up") >= 1; }, 10s));
+  EXPECT_TRUE(wait_until([&] { return observer->count("fd/up") >= 1; }, 10s));
 }
 
 INSTANTIATE_TEST_SUITE_P(Broker, RobustnessLimits, ::testing::Values(false, true),
